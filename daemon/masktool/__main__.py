@@ -1,0 +1,5 @@
+import sys
+
+from masktool.cli import main
+
+sys.exit(main())

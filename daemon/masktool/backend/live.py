@@ -1,0 +1,142 @@
+"""Carry out a plan on the running system: systemd writes the links (MaskUnitFiles and friends,
+one batched call per scope), reloads once if a loaded unit must change its load state, and stops
+what must not run. Success over D-Bus proves little: the caller re-observes and verifies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from masktool.backend import ApplyResult, Change
+from masktool.files import NotAMaskError, displace
+from masktool.observe import LiveState
+from masktool.plan import Plan, Step, UnitPlan
+from masktool.systemd_bus import Systemd, SystemdError
+from masktool.units import ETC_DIR, SEARCH_PATH, is_template, template_of
+
+_ETC = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
+
+
+def apply_live(plan: Plan, systemd: Systemd, stamp: str, stop_timeout: float = 120.0
+               ) -> ApplyResult:  # fmt: skip
+    res = ApplyResult()
+    by_step: dict[Step, list[UnitPlan]] = {s: [] for s in Step}
+    for u in plan.units:
+        for a in u.actions:
+            by_step[a.step].append(u)
+
+    failed_displace: set[str] = set()
+    for u in by_step[Step.DISPLACE]:
+        try:
+            dest = displace(Path("/"), _ETC, u.obs.unit, stamp)
+            res.changes.append(Change(u.obs.unit, "displace", f"{ETC_DIR}/{u.obs.unit} -> {dest}"))
+        except (OSError, NotAMaskError) as e:
+            failed_displace.add(u.obs.unit)
+            res.error(u.obs.unit, f"could not displace {ETC_DIR}/{u.obs.unit}: {e}")
+
+    unmask = _units(by_step[Step.UNMASK])
+    if unmask:
+        # UnmaskUnitFiles(runtime=False) removes only the /etc link, (…, True) only /run's.
+        for runtime in (False, True):
+            _batch(res, "unmask", unmask, lambda n, r=runtime: systemd.unmask(n, r))
+    for step, runtime in ((Step.MASK, False), (Step.MASK_RUNTIME, True)):
+        names = [n for n in _units(by_step[step]) if n not in failed_displace]
+        if names:
+            _batch(res, step.value, names, lambda n, r=runtime: systemd.mask(n, r))
+    enable = _units(by_step[Step.ENABLE])
+    if enable:
+        _batch(res, "enable", enable, systemd.enable)
+
+    written = [u for s in (Step.UNMASK, Step.MASK, Step.MASK_RUNTIME) for u in by_step[s]]
+    if by_step[Step.RELOAD] or enable or _stale(systemd, written, res):
+        try:
+            systemd.reload()
+            res.reloads += 1
+            res.changes.append(Change("", "reload"))
+        except SystemdError as e:
+            res.error("", f"daemon-reload failed: {e}")
+
+    stopping: list[str] = []
+    for u in plan.units:
+        for a in u.actions:
+            if a.step == Step.STOP:
+                try:
+                    job = systemd.stop(a.unit)
+                    stopping.append(a.unit)
+                    res.changes.append(Change(a.unit, "stop", job))
+                except SystemdError as e:
+                    res.error(a.unit, f"stop failed: {e}")
+    if stopping:
+        _wait_stopped(systemd, stopping, stop_timeout, res)
+    return res
+
+
+def _units(ups: Sequence[UnitPlan]) -> list[str]:
+    return list(dict.fromkeys(u.obs.unit for u in ups))
+
+
+def _batch(res: ApplyResult, what: str, names: list[str], call: object) -> None:
+    assert callable(call)
+    try:
+        changes = call(names)
+    except SystemdError as e:
+        # One unit that fails makes the whole call raise although the rest were done; the
+        # list of changes is lost. Verification re-reads every unit.
+        res.error("", f"{what} of {len(names)} unit(s) failed: {e}")
+        return
+    for kind, path, dest in changes:
+        unit = path.rsplit("/", 1)[-1]
+        if kind in ("symlink", "unlink"):
+            res.changes.append(
+                Change(unit, what, f"{kind} {path}" + (f" -> {dest}" if dest else ""))
+            )
+        else:
+            # e.g. "masked by generator": reported as success, changed nothing.
+            res.error(unit, f"{what}: systemd says '{kind}' for {path}")
+
+
+def _stale(systemd: Systemd, written: Sequence[UnitPlan], res: ApplyResult) -> bool:
+    """Whether a unit just (un)masked on disk still has its old load state in systemd.
+
+    A unit systemd has not loaded reads the new state at once; only a loaded one needs a
+    daemon-reload, so ask rather than reload unconditionally.
+    """
+    plain = {u.obs.unit: u for u in written if not is_template(u.obs.unit)}
+    templates = {u.obs.unit: u for u in written if is_template(u.obs.unit)}
+    try:
+        states: list[LiveState] = systemd.list_units_by_names(sorted(plain)) if plain else []
+        if templates:
+            patterns = [t.replace("@.", "@*.", 1) for t in templates]
+            for s in systemd.list_units_by_patterns(patterns):
+                owner = templates.get(template_of(s.name))
+                if owner is not None and s.name not in owner.obs.owned_instances:
+                    states.append(s)
+    except SystemdError as e:
+        res.error("", f"reading load states failed, reloading to be safe: {e}")
+        return True
+    for s in states:
+        up = plain.get(s.name) or templates.get(template_of(s.name))
+        if up is None:
+            continue
+        if (s.load_state == "masked") != (up.rule.action == "mask"):
+            return True
+    return False
+
+
+def _wait_stopped(systemd: Systemd, names: list[str], timeout: float, res: ApplyResult) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            running = [s.name for s in systemd.list_units_by_names(names) if s.running]
+        except SystemdError as e:
+            res.error("", f"waiting for stop jobs: {e}")
+            return
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            res.error("", f"still running after {timeout:.0f}s: {', '.join(running)}")
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)

@@ -1,0 +1,198 @@
+"""The command line: wires policy → observe → plan → backend → verify, and maps outcomes to the
+exit codes of DESIGN.md (0 ok, 1 drift / not all remediated, 2 usage, policy or system error)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from masktool import __version__
+from masktool.backend import ApplyResult
+from masktool.backend.live import apply_live
+from masktool.backend.offline import apply_offline
+from masktool.observe import UnitObservation, UnitTree, observe
+from masktool.plan import Plan, plan
+from masktool.policy import Policy, PolicyError, load_policy
+from masktool.report import (
+    check_text,
+    plan_json,
+    plan_text,
+    result_json,
+    result_text,
+    why_text,
+)
+from masktool.systemd_bus import Systemd, SystemdError
+from masktool.units import template_of, unit_name_error
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="masktool",
+        description="Keep systemd units masked or unmasked as a policy declares.",
+        epilog="Exit status: 0 ok or compliant, 1 drift or not all remediated, "
+        "2 usage, policy or system error.",
+    )
+    ap.add_argument("--version", action="version", version=f"masktool {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, root: bool = True, js: bool = True) -> None:
+        p.add_argument(
+            "--policy",
+            action="append",
+            default=[],
+            metavar="P",
+            help="policy file or directory (repeatable); default "
+            "/etc/masktool/policy.yaml and /etc/masktool/policy.d/*.yaml",
+        )
+        if root:
+            p.add_argument(
+                "--root",
+                metavar="DIR",
+                help="work on the unbooted tree at DIR instead of the running system",
+            )
+        if js:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    common(sub.add_parser("validate", help="check the policy and exit"), root=True, js=False)
+    common(sub.add_parser("check", help="audit: exit 1 when a unit is not as the policy wants"))
+    common(sub.add_parser("plan", help="show what apply would do"))
+    common(sub.add_parser("apply", help="make the host match the policy, then verify"))
+    why = sub.add_parser("why", help="which rule covers UNIT, and what the host says about it")
+    why.add_argument("unit", metavar="UNIT")
+    common(why, js=False)
+    d = sub.add_parser("daemon", help="enforce continuously (see masktool.service)")
+    common(d, root=False, js=False)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except PolicyError as e:
+        for where, what in e.problems:
+            print(f"masktool: {where}: {what}", file=sys.stderr)
+        print("masktool: policy rejected; nothing was changed", file=sys.stderr)
+        return EXIT_ERROR
+    except SystemdError as e:
+        print(f"masktool: systemd: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except UsageError as e:
+        print(f"masktool: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
+    root: str | None = getattr(args, "root", None)
+    if root is not None and not Path(root).is_dir():
+        raise UsageError(f"--root {root}: not a directory")
+    policy = load_policy(args.policy, root or "/")
+    if args.command == "validate":
+        n = len(policy.rules)
+        print(f"policy ok: {n} rule(s) from {len(policy.files)} file(s), mode {policy.mode}")
+        return EXIT_OK
+    if args.command == "daemon":
+        raise UsageError("the daemon is not part of this build yet; use 'masktool apply'")
+    if root is not None:
+        return _dispatch(args, policy, root, None)
+    try:
+        systemd = Systemd().open()
+    except Exception as e:
+        raise UsageError(
+            f"cannot reach systemd over D-Bus ({e}); run as root on a booted "
+            "system, or use --root DIR for an unbooted tree"
+        ) from e
+    with systemd:
+        return _dispatch(args, policy, None, systemd)
+
+
+def _observe_plan(policy: Policy, root: str | None, systemd: Systemd | None) -> Plan:
+    obs = observe([r.unit for r in policy.rules], root or "/", systemd)
+    return plan(policy, obs, live=systemd is not None)
+
+
+def _dispatch(args: argparse.Namespace, policy: Policy, root: str | None,
+              systemd: Systemd | None) -> int:  # fmt: skip
+    if args.command == "why":
+        return _why(args.unit, policy, root, systemd)
+    p = _observe_plan(policy, root, systemd)
+    if args.command == "check":
+        _emit(args, plan_json("check", p, root), check_text(p))
+        return EXIT_OK if p.compliant else EXIT_DRIFT
+    if args.command == "plan":
+        _emit(args, plan_json("plan", p, root), plan_text(p))
+        return EXIT_DRIFT if p.pending else EXIT_OK
+    assert args.command == "apply"
+    if policy.mode == "audit":
+        doc = plan_json("apply", p, root) | {"applied": False}
+        _emit(args, doc, check_text(p) + "\nmode audit: nothing changed")
+        return EXIT_OK if p.compliant else EXIT_DRIFT
+    res = _execute(p, root, systemd) if p.actions else ApplyResult()
+    after = _observe_plan(policy, root, systemd)
+    if args.json:
+        doc = result_json(res) | {"applied": True, "after": plan_json("apply", after, root)}
+        print(json.dumps(doc, indent=2))
+    else:
+        out = result_text(res)
+        if out:
+            print(out)
+        print(check_text(after))
+    return EXIT_OK if after.compliant and not res.errors else EXIT_DRIFT
+
+
+def _execute(p: Plan, root: str | None, systemd: Systemd | None) -> ApplyResult:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    if systemd is not None:
+        return apply_live(p, systemd, stamp)
+    assert root is not None
+    return apply_offline(p, Path(root), stamp)
+
+
+def _why(name: str, policy: Policy, root: str | None, systemd: Systemd | None) -> int:
+    why = unit_name_error(name)
+    if why:
+        raise UsageError(f"invalid unit name '{name}': {why}")
+    tree = UnitTree(root or "/")
+    target = tree.observe_files(name)
+    # A rule covers the unit when it names it, an alias of it, or its template.
+    names = {name, target.unit, template_of(target.unit)}
+    resolved = {r.unit: tree.observe_files(r.unit).unit for r in policy.all_rules}
+    rules = [r for r in policy.all_rules if r.unit in names or resolved[r.unit] == target.unit]
+    effective = next((policy.rule_for(r.unit) for r in rules if policy.rule_for(r.unit)), None)
+    exemptions = [e for e in policy.exemptions if e.unit in names]
+    obs: UnitObservation = observe([name], root or "/", systemd)[name]
+    unit_plan = None
+    if effective is not None:
+        sub = Policy(policy.mode, (effective,))
+        eff_obs = observe([effective.unit], root or "/", systemd)
+        unit_plan = plan(sub, eff_obs, live=systemd is not None).units[0]
+    print(
+        why_text(
+            name=name,
+            obs=obs,
+            rules=rules,
+            effective=effective,
+            exemptions=exemptions,
+            unit_plan=unit_plan,
+            policy=policy,
+        )
+    )
+    return EXIT_OK
+
+
+def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(doc, indent=2))
+    else:
+        print(text)

@@ -1,0 +1,324 @@
+"""Host → what each policy unit looks like, read-only.
+
+On disk: every entry for the unit along systemd's search path, classified the way systemd 252
+classifies it (docs/systemd-facts.md). Live: also what systemd itself reports, which is the truth
+a link on disk only predicts.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from masktool.units import (
+    ETC_DIR,
+    RUN_DIR,
+    SEARCH_PATH,
+    Scope,
+    SearchDir,
+    is_instance,
+    is_template,
+    template_of,
+    unit_name_error,
+    unit_type,
+)
+
+
+class EntryKind(Enum):
+    MASK = "mask"  # link resolving to a character device (/dev/null), or a 0-byte file
+    UNIT_FILE = "unit-file"  # a non-empty regular file
+    LINK = "link"  # link to a unit file of the same name (systemctl link)
+    ALIAS = "alias"  # link to a unit file of another name
+    DANGLING = "dangling-link"  # systemd: not-found, and it hides the files below it
+    BAD_LINK = "bad-link"  # link to a block device, a directory, ...: bad-setting
+    DEVICE_NODE = "device-node"  # a device node itself: not a mask
+    OTHER = "other"  # a directory or socket where a unit file would be
+
+
+class State(Enum):
+    MASKED = "masked"
+    MASKED_RUNTIME = "masked-runtime"
+    MASKED_VENDOR = "masked-vendor"
+    UNMASKED = "unmasked"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class Entry:
+    dir: SearchDir
+    name: str
+    kind: EntryKind
+    target: str = ""  # where a link ends, inside the root ("" for files)
+
+    @property
+    def path(self) -> str:
+        return f"{self.dir.path}/{self.name}"
+
+    def describe(self) -> str:
+        what = {
+            EntryKind.MASK: "a mask",
+            EntryKind.UNIT_FILE: "a unit file",
+            EntryKind.LINK: f"a link to the unit file {self.target}",
+            EntryKind.ALIAS: f"an alias of {Path(self.target).name}",
+            EntryKind.DANGLING: f"a dangling link to {self.target}",
+            EntryKind.BAD_LINK: f"a link to {self.target}, which is not a unit file or a mask",
+            EntryKind.DEVICE_NODE: "a device node",
+            EntryKind.OTHER: "neither a unit file nor a mask",
+        }[self.kind]
+        return f"{self.path} is {what}"
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What systemd reports for a unit."""
+
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.active_state in ("active", "activating", "deactivating", "reloading",
+                                     "refreshing")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UnitObservation:
+    name: str  # as the policy names it
+    unit: str  # the unit it resolves to (differs for an alias)
+    entries: tuple[Entry, ...]  # the unit's own entries, highest precedence first
+    template_entries: tuple[Entry, ...] = ()  # for an instance: its template's entries
+    alias_chain: tuple[str, ...] = ()  # names followed to reach `unit`
+    live: LiveState | None = None
+    instances: tuple[LiveState, ...] = ()  # for a template: instances systemd has loaded
+    owned_instances: tuple[str, ...] = ()  # for a template: instances with files of their own
+
+    def entry_in(self, dir_path: str) -> Entry | None:
+        return next((e for e in self.entries if e.dir.path == dir_path), None)
+
+    @property
+    def etc(self) -> Entry | None:
+        return self.entry_in(ETC_DIR)
+
+    @property
+    def run(self) -> Entry | None:
+        return self.entry_in(RUN_DIR)
+
+    @property
+    def winner(self) -> Entry | None:
+        """The entry systemd loads: the unit's own first, else (for an instance) the template's."""
+        if self.entries:
+            return self.entries[0]
+        if self.template_entries:
+            return self.template_entries[0]
+        return None
+
+    @property
+    def installed(self) -> bool:
+        w = self.winner
+        return w is not None and w.kind != EntryKind.MASK
+
+    def mask_state(self) -> State:
+        """How the unit is masked, if it is, judged by the winning entry."""
+        w = self.winner
+        if w is None or w.kind != EntryKind.MASK:
+            return State.UNMASKED
+        return {
+            Scope.PERSISTENT: State.MASKED,
+            Scope.RUNTIME: State.MASKED_RUNTIME,
+            Scope.VENDOR: State.MASKED_VENDOR,
+        }[w.dir.scope]
+
+    def conflict(self, runtime: bool) -> str | None:
+        """What prevents masktool from masking this unit, or None."""
+        etc = self.etc
+        if etc is not None and etc.kind != EntryKind.MASK:
+            if runtime and etc.kind in (EntryKind.UNIT_FILE, EntryKind.LINK):
+                return f"{etc.describe()}, which beats a mask in {RUN_DIR}"
+            return f"{etc.describe()}; masktool does not delete or overwrite it"
+        run = self.run
+        if runtime and etc is None and run is not None and run.kind != EntryKind.MASK:
+            return f"{run.describe()}; masktool does not delete or overwrite it"
+        w = self.winner
+        if w is not None and w.kind != EntryKind.MASK and _outranks_etc(w.dir):
+            return f"{w.describe()}, which outranks a mask in {ETC_DIR}"
+        return None
+
+    def state_for(self, action: str, runtime: bool = False) -> State:
+        if action == "mask" and self.conflict(runtime):
+            return State.CONFLICT
+        return self.mask_state()
+
+
+def _outranks_etc(d: SearchDir) -> bool:
+    order = [s.path for s in SEARCH_PATH]
+    return order.index(d.path) < order.index(ETC_DIR)
+
+
+# -- the files --------------------------------------------------------------------------------
+
+
+def _chase(root: Path, inside: str, max_hops: int = 40) -> tuple[str, bool]:
+    """Follow symlinks from `inside` with `root` as /. Returns (final path inside root, exists)."""
+    parts = [p for p in inside.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        try:
+            st = candidate.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            return "/" + "/".join([*resolved, part, *parts]), False
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > max_hops:
+                return "/" + "/".join([*resolved, part, *parts]), False
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return "/" + "/".join(resolved), True
+
+
+def classify(root: Path, d: SearchDir, name: str) -> Entry | None:
+    """The entry for `name` in directory `d` under `root`, classified; None if there is none."""
+    p = root / d.path.lstrip("/") / name
+    try:
+        st = p.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISLNK(st.st_mode):
+        if stat.S_ISREG(st.st_mode):
+            return Entry(d, name, EntryKind.MASK if st.st_size == 0 else EntryKind.UNIT_FILE)
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            return Entry(d, name, EntryKind.DEVICE_NODE)
+        return Entry(d, name, EntryKind.OTHER)
+    final, exists = _chase(root, f"{d.path}/{name}")
+    # systemd compares the resolved path itself with /dev/null, so under --root a mask is a mask
+    # even when DIR/dev/null does not exist.
+    if final == "/dev/null":
+        return Entry(d, name, EntryKind.MASK, final)
+    if not exists:
+        return Entry(d, name, EntryKind.DANGLING, final)
+    tst = (root / final.lstrip("/")).stat()
+    if stat.S_ISCHR(tst.st_mode) or (stat.S_ISREG(tst.st_mode) and tst.st_size == 0):
+        return Entry(d, name, EntryKind.MASK, final)
+    if not stat.S_ISREG(tst.st_mode):
+        return Entry(d, name, EntryKind.BAD_LINK, final)
+    base = Path(final).name
+    if base == name:
+        return Entry(d, name, EntryKind.LINK, final)
+    if unit_name_error(base) is None and unit_type(base) == unit_type(name):
+        return Entry(d, name, EntryKind.ALIAS, final)
+    return Entry(d, name, EntryKind.BAD_LINK, final)
+
+
+class UnitTree:
+    """The unit search path under a root, listed once (a directory read per search dir)."""
+
+    def __init__(self, root: str = "/") -> None:
+        self.root = Path(root)
+        self.dirs: list[tuple[SearchDir, frozenset[str]]] = []
+        seen: set[Path] = set()
+        for d in SEARCH_PATH:
+            p = self.root / d.path.lstrip("/")
+            try:
+                real = p.resolve(strict=True)
+                names = frozenset(os.listdir(p))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if real in seen:
+                continue  # /lib/systemd/system and /usr/lib/systemd/system on merged /usr
+            seen.add(real)
+            self.dirs.append((d, names))
+
+    def entries(self, name: str) -> tuple[Entry, ...]:
+        found = []
+        for d, names in self.dirs:
+            if name in names:
+                e = classify(self.root, d, name)
+                if e is not None:
+                    found.append(e)
+        return tuple(found)
+
+    def names_matching(self, prefix: str, suffix: str) -> set[str]:
+        return {
+            n for _, names in self.dirs for n in names
+            if n.startswith(prefix) and n.endswith(suffix)
+        }  # fmt: skip
+
+    def observe_files(self, policy_name: str) -> UnitObservation:
+        name = policy_name
+        chain: list[str] = []
+        entries = self.entries(name)
+        # Follow aliases (a winning link to a unit file of another name) to the unit they name.
+        while entries and entries[0].kind == EntryKind.ALIAS and len(chain) < 8:
+            chain.append(name)
+            name = Path(entries[0].target).name
+            entries = self.entries(name)
+        template_entries: tuple[Entry, ...] = ()
+        if not entries and is_instance(name):
+            template_entries = self.entries(template_of(name))
+        owned: tuple[str, ...] = ()
+        if is_template(name):
+            prefix, suffix = name.split("@", 1)
+            owned = tuple(sorted(
+                n for n in self.names_matching(prefix + "@", suffix)
+                if n != name and any(e.kind != EntryKind.MASK for e in self.entries(n))
+            ))  # fmt: skip
+        return UnitObservation(
+            name=policy_name,
+            unit=name,
+            entries=entries,
+            template_entries=template_entries,
+            alias_chain=tuple(chain),
+            owned_instances=owned,
+        )
+
+
+# -- systemd ----------------------------------------------------------------------------------
+
+
+class SystemdReader(Protocol):
+    """What observe needs from systemd (masktool.systemd_bus.Systemd provides it)."""
+
+    def list_units_by_names(self, names: Sequence[str]) -> list[LiveState]: ...
+
+    def list_units_by_patterns(self, patterns: Sequence[str]) -> list[LiveState]: ...
+
+
+def observe(names: Iterable[str], root: str = "/", systemd: SystemdReader | None = None
+            ) -> dict[str, UnitObservation]:  # fmt: skip
+    """Observe every unit; with `systemd`, also ask it for load and active states (batched)."""
+    tree = UnitTree(root)
+    obs = {n: tree.observe_files(n) for n in names}
+    if systemd is None:
+        return obs
+    plain = sorted({o.unit for o in obs.values() if not is_template(o.unit)})
+    live = {s.name: s for s in systemd.list_units_by_names(plain)} if plain else {}
+    templates = sorted({o.unit for o in obs.values() if is_template(o.unit)})
+    patterns = [t.replace("@.", "@*.", 1) for t in templates]
+    instances = systemd.list_units_by_patterns(patterns) if patterns else []
+    out: dict[str, UnitObservation] = {}
+    for n, o in obs.items():
+        if is_template(o.unit):
+            mine = tuple(i for i in instances if template_of(i.name) == o.unit)
+            out[n] = replace(o, instances=mine)
+        else:
+            out[n] = replace(o, live=live.get(o.unit))
+    return out

@@ -1,0 +1,192 @@
+"""Plans, results and explanations → text for people and JSON for scripts.
+
+The JSON shapes are a contract (README, "JSON output"): fields are only ever added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from masktool.backend import ApplyResult
+from masktool.observe import UnitObservation
+from masktool.plan import Plan, UnitPlan
+from masktool.policy import Exemption, Policy, Rule
+
+JSON_VERSION = 1
+
+
+def rule_json(r: Rule) -> dict[str, Any]:
+    return {
+        "action": r.action,
+        "file": r.source.file,
+        "line": r.source.line,
+        "reason": r.reason,
+        "via": list(r.via),
+        "stop": r.stop,
+        "runtime": r.runtime,
+        "force": r.force,
+        "enable": r.enable,
+    }
+
+
+def unit_json(u: UnitPlan) -> dict[str, Any]:
+    o = u.obs
+    return {
+        "unit": o.unit,
+        "policy_name": o.name,
+        "want": u.want,
+        "state": u.state.value,
+        "compliant": u.compliant,
+        "load_state": o.live.load_state if o.live else None,
+        "active_state": o.live.active_state if o.live else None,
+        "instances": [
+            {"unit": i.name, "load_state": i.load_state, "active_state": i.active_state}
+            for i in o.instances
+        ],
+        "entries": [{"path": e.path, "kind": e.kind.value, "target": e.target} for e in o.entries],
+        "rule": rule_json(u.rule),
+        "actions": [{"step": a.step.value, "unit": a.unit, "detail": a.detail} for a in u.actions],
+        "refusal": u.refusal,
+        "notes": list(u.notes),
+    }
+
+
+def plan_json(command: str, p: Plan, root: str | None) -> dict[str, Any]:
+    units = [unit_json(u) for u in p.units]
+    return {
+        "format": JSON_VERSION,
+        "command": command,
+        "mode": p.mode,
+        "root": root,
+        "live": p.live,
+        "compliant": p.compliant,
+        "summary": {
+            "units": len(p.units),
+            "compliant": sum(u.compliant for u in p.units),
+            "drift": sum(not u.compliant and not u.refusal for u in p.units),
+            "refused": len(p.refusals),
+            "actions": len(p.actions),
+        },
+        "units": units,
+    }
+
+
+def result_json(res: ApplyResult) -> dict[str, Any]:
+    return {
+        "changes": [{"unit": c.unit, "what": c.what, "detail": c.detail} for c in res.changes],
+        "errors": [{"unit": u, "message": m} for u, m in res.errors],
+        "reloads": res.reloads,
+    }
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def _systemd_col(u: UnitPlan) -> str:
+    o = u.obs
+    if o.live is not None:
+        return f"{o.live.load_state}/{o.live.active_state}"
+    if o.instances:
+        running = sum(i.running for i in o.instances)
+        return f"{len(o.instances)} instance(s), {running} running"
+    return "-"
+
+
+def check_text(p: Plan) -> str:
+    rows = [("", "UNIT", "WANT", "STATE", "SYSTEMD", "RULE")]
+    for u in p.units:
+        mark = "ok" if u.compliant else ("REFUSED" if u.refusal else "DRIFT")
+        rows.append((mark, u.obs.name, u.want, u.state.value, _systemd_col(u), str(u.rule.source)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for u in p.units:
+        for n in u.notes:
+            lines.append(f"note: {u.obs.name}: {n}")
+        if u.refusal:
+            lines.append(f"refused: {u.obs.name}: {u.refusal}")
+    ok = sum(u.compliant for u in p.units)
+    where = "systemd" if p.live else "the tree"
+    lines.append(
+        f"{ok} of {len(p.units)} unit(s) as the policy wants, according to {where} (mode {p.mode})"
+    )
+    return "\n".join(lines)
+
+
+def plan_text(p: Plan) -> str:
+    lines: list[str] = []
+    for u in p.units:
+        for a in u.actions:
+            detail = f" ({a.detail})" if a.detail else ""
+            lines.append(f"{a.step.value:<13} {a.unit}{detail}  [{u.rule.source}]")
+        if u.refusal:
+            lines.append(f"{'refuse':<13} {u.obs.unit}: {u.refusal}  [{u.rule.source}]")
+        lines.extend(f"{'note':<13} {u.obs.name}: {n}" for n in u.notes if not u.compliant)
+    if not lines:
+        return f"nothing to do: all {len(p.units)} unit(s) as the policy wants"
+    n = len(p.actions)
+    lines.append(
+        f"{n} action(s), {len(p.refusals)} refusal(s) for {len(p.units)} unit(s)"
+        + ("; a daemon-reload only if a loaded unit must change" if p.live else "")
+    )
+    return "\n".join(lines)
+
+
+def result_text(res: ApplyResult) -> str:
+    lines = [f"{c.what:<13} {c.unit} {c.detail}".rstrip() for c in res.changes]
+    lines.extend(f"error: {u + ': ' if u else ''}{m}" for u, m in res.errors)
+    return "\n".join(lines)
+
+
+def why_text(
+    *,
+    name: str,
+    obs: UnitObservation,
+    rules: list[Rule],
+    effective: Rule | None,
+    exemptions: list[Exemption],
+    unit_plan: UnitPlan | None,
+    policy: Policy,
+) -> str:
+    lines = [f"{name}" + (f" (alias of {obs.unit})" if obs.alias_chain else "")]
+    if not rules and not exemptions:
+        lines.append(f"  no rule in the policy names {name} ({len(policy.files)} file(s) read)")
+    for r in rules:
+        tag = "rule" if r is effective else "rule (overridden)"
+        if any(e.unit == r.unit for e in exemptions) and r.via:
+            tag = "rule (exempted)"
+        via = f" via include {' > '.join(r.via)}" if r.via else ""
+        lines.append(f"  {tag}: {r.action} {r.unit} at {r.source}{via}")
+        if r.reason:
+            lines.append(f"    reason: {r.reason}")
+        opts = [k for k, v in (("runtime", r.runtime), ("force", r.force)) if v]
+        if r.action == "mask" and not r.stop:
+            opts.append("stop: false")
+        if r.action == "unmask" and r.enable:
+            opts.append("enable")
+        if opts:
+            lines.append(f"    options: {', '.join(opts)}")
+    for e in exemptions:
+        lines.append(f"  exempted at {e.source}: {e.reason}")
+    lines.append(f"  mode: {policy.mode}")
+    if obs.entries or obs.template_entries:
+        for entry in (*obs.entries, *obs.template_entries):
+            lines.append(f"  on disk: {entry.describe()}")
+    else:
+        lines.append(f"  on disk: no file for {obs.unit} on the unit search path (not installed)")
+    if obs.live is not None:
+        lines.append(
+            f"  systemd: LoadState={obs.live.load_state} "
+            f"ActiveState={obs.live.active_state} SubState={obs.live.sub_state}"
+        )
+    for i in obs.instances:
+        lines.append(f"  instance: {i.name} LoadState={i.load_state} ActiveState={i.active_state}")
+    if unit_plan is not None:
+        verdict = (
+            "compliant" if unit_plan.compliant else ("refused" if unit_plan.refusal else "drift")
+        )
+        lines.append(f"  state: {unit_plan.state.value}, want {unit_plan.want}: {verdict}")
+        lines.extend(f"  would: {a.step.value} {a.unit}" for a in unit_plan.actions)
+        if unit_plan.refusal:
+            lines.append(f"  refused: {unit_plan.refusal}")
+        lines.extend(f"  note: {n}" for n in unit_plan.notes)
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""systemd's manager over D-Bus with pystemd: one connection held open, batched calls.
+
+Calls go straight to `DBus.call_method` with explicit signatures: pystemd's `Manager.load()`
+would introspect the whole interface first, which costs more than the calls masktool makes.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pystemd.dbusexc import DBusBaseError
+from pystemd.dbuslib import DBus, DBusAddress, apply_signature
+
+from masktool.observe import LiveState
+
+DEST = b"org.freedesktop.systemd1"
+PATH = b"/org/freedesktop/systemd1"
+MANAGER = b"org.freedesktop.systemd1.Manager"
+PRIVATE_SOCKET = b"unix:path=/run/systemd/private"
+
+# Errors after which the connection is gone or the reply was lost: reconnect and retry once.
+# A system-bus connection dies on a dbus restart; the private socket dies on daemon-reexec.
+_CONNECTION_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED,
+                                errno.ETIMEDOUT, errno.ENOENT})  # fmt: skip
+_RETRY_NAMES = frozenset({"DBusNoReplyError", "DBusDisconnectedError"})
+
+
+class SystemdError(Exception):
+    """A call to systemd failed. `name` is the D-Bus error name when systemd gave one."""
+
+    def __init__(self, method: str, name: str, message: str) -> None:
+        self.method = method
+        self.name = name
+        self.message = message
+        super().__init__(f"{method}: {name or 'error'}: {message}")
+
+
+def _error_name(e: DBusBaseError) -> str:
+    name = getattr(e, "err_name", b"") or b""
+    if isinstance(name, bytes):
+        name = name.decode(errors="replace")
+    return str(name) or type(e).__name__
+
+
+def _message(e: DBusBaseError) -> str:
+    msg = getattr(e, "err_message", b"") or b""
+    return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+
+
+def _live(row: Sequence[Any]) -> LiveState:
+    return LiveState(row[0].decode(), row[2].decode(), row[3].decode(), row[4].decode())
+
+
+class Systemd:
+    """The system manager. Holds one connection; reconnects when it dies."""
+
+    def __init__(self, private: bool = False) -> None:
+        self._private = private
+        self._bus: DBus | None = None
+
+    def _connect(self) -> DBus:
+        bus: DBus = DBusAddress(PRIVATE_SOCKET, True) if self._private else DBus()
+        bus.open()
+        return bus
+
+    def open(self) -> Systemd:
+        try:
+            self._bus = self._connect()
+        except DBusBaseError:
+            if self._private:
+                raise
+            # No system bus (dbus down, rescue shell): PID 1's private socket still answers root.
+            self._private = True
+            self._bus = self._connect()
+        return self
+
+    def close(self) -> None:
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
+
+    def __enter__(self) -> Systemd:
+        return self.open() if self._bus is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, signature: bytes = b"", *args: Any) -> Any:
+        packed = apply_signature(signature, list(args)) if signature else []
+        for attempt in (1, 2):
+            if self._bus is None:
+                self.open()
+            assert self._bus is not None
+            try:
+                return self._bus.call_method(DEST, PATH, MANAGER, method.encode(), packed).body
+            except DBusBaseError as e:
+                lost = -e.errno in _CONNECTION_ERRNOS or type(e).__name__ in _RETRY_NAMES
+                if lost and attempt == 1:
+                    self.close()
+                    time.sleep(0.05)
+                    continue
+                raise SystemdError(method, _error_name(e), _message(e)) from e
+        raise AssertionError("unreachable")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_units_by_names(self, names: Sequence[str]) -> list[LiveState]:
+        rows = self.call("ListUnitsByNames", b"as", [n.encode() for n in names])
+        return [_live(r) for r in rows]
+
+    def list_units_by_patterns(self, patterns: Sequence[str]) -> list[LiveState]:
+        rows = self.call("ListUnitsByPatterns", b"asas", [], [p.encode() for p in patterns])
+        return [_live(r) for r in rows]
+
+    # -- changing --------------------------------------------------------------------------
+
+    def mask(self, names: Sequence[str], runtime: bool) -> list[tuple[str, str, str]]:
+        # force is never passed: it would replace foreign links and aliases with /dev/null.
+        changes = self.call("MaskUnitFiles", b"asbb", [n.encode() for n in names], runtime, False)
+        return _changes(changes)
+
+    def unmask(self, names: Sequence[str], runtime: bool) -> list[tuple[str, str, str]]:
+        changes = self.call("UnmaskUnitFiles", b"asb", [n.encode() for n in names], runtime)
+        return _changes(changes)
+
+    def enable(self, names: Sequence[str]) -> list[tuple[str, str, str]]:
+        reply = self.call("EnableUnitFiles", b"asbb", [n.encode() for n in names], False, False)
+        return _changes(reply[1])
+
+    def reload(self) -> None:
+        self.call("Reload")
+
+    def stop(self, name: str) -> str:
+        return bytes(self.call("StopUnit", b"ss", name.encode(), b"replace")).decode()
+
+
+def _changes(rows: Sequence[Sequence[bytes]]) -> list[tuple[str, str, str]]:
+    return [(r[0].decode(), r[1].decode(), r[2].decode()) for r in rows]

@@ -1,0 +1,101 @@
+"""Unit names and the unit search path, as systemd 252 defines them. Pure: no I/O."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from enum import Enum
+
+# systemd's UNIT_NAME_MAX is 256 including the terminating NUL.
+UNIT_NAME_MAX = 255
+
+UNIT_TYPES = frozenset(
+    {"service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path",
+     "slice", "scope"}
+)  # fmt: skip
+
+# VALID_CHARS_WITH_AT in systemd's unit-name.c.
+_VALID_CHARS = frozenset(string.ascii_letters + string.digits + ":-_.\\@")
+
+
+def unit_name_error(name: str) -> str | None:
+    """Why `name` is not a valid unit name (None when it is): systemd's unit_name_is_valid()."""
+    if not name:
+        return "the unit name is empty"
+    if len(name) > UNIT_NAME_MAX:
+        return f"the unit name is {len(name)} characters long; systemd allows {UNIT_NAME_MAX}"
+    dot = name.rfind(".")
+    if dot <= 0:
+        return "a unit name needs a type suffix such as .service, .socket or .target"
+    suffix = name[dot + 1 :]
+    if suffix not in UNIT_TYPES:
+        return f"unknown unit type '.{suffix}'; one of: " + ", ".join(
+            "." + t for t in sorted(UNIT_TYPES)
+        )
+    bad = sorted({c for c in name[:dot] if c not in _VALID_CHARS})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        return f"character(s) {shown} not allowed; unit names use letters, digits and :-_.\\@"
+    if name.startswith("@"):
+        return "the part before '@' must not be empty"
+    return None
+
+
+def is_template(name: str) -> bool:
+    """foo@.service"""
+    return name.rfind(".") == name.find("@") + 1 and "@" in name
+
+
+def is_instance(name: str) -> bool:
+    """foo@bar.service"""
+    at = name.find("@")
+    return at > 0 and name.rfind(".") > at + 1
+
+
+def template_of(name: str) -> str:
+    """foo@bar.service -> foo@.service; a name with no instance is returned as it is."""
+    if not is_instance(name):
+        return name
+    at = name.find("@")
+    return name[: at + 1] + name[name.rfind(".") :]
+
+
+def unit_type(name: str) -> str:
+    return name[name.rfind(".") + 1 :]
+
+
+class Scope(Enum):
+    """What a directory of the unit search path means for masks found in it."""
+
+    PERSISTENT = "persistent"  # /etc/systemd/system: masktool's own scope
+    RUNTIME = "runtime"  # /run/systemd/system: masktool's own scope, gone at reboot
+    VENDOR = "vendor"  # anywhere else: masktool cannot remove a mask there
+
+
+@dataclass(frozen=True)
+class SearchDir:
+    path: str
+    scope: Scope
+
+
+ETC_DIR = "/etc/systemd/system"
+RUN_DIR = "/run/systemd/system"
+
+# `systemd-analyze unit-paths` of systemd 252 for the system manager, highest precedence first.
+# Debian's build lists /lib before /usr/lib; on a merged-/usr system they are one directory and
+# the observer skips the repeat.
+SEARCH_PATH: tuple[SearchDir, ...] = (
+    SearchDir("/etc/systemd/system.control", Scope.VENDOR),
+    SearchDir("/run/systemd/system.control", Scope.VENDOR),
+    SearchDir("/run/systemd/transient", Scope.VENDOR),
+    SearchDir("/run/systemd/generator.early", Scope.VENDOR),
+    SearchDir(ETC_DIR, Scope.PERSISTENT),
+    SearchDir("/etc/systemd/system.attached", Scope.VENDOR),
+    SearchDir(RUN_DIR, Scope.RUNTIME),
+    SearchDir("/run/systemd/system.attached", Scope.VENDOR),
+    SearchDir("/run/systemd/generator", Scope.VENDOR),
+    SearchDir("/usr/local/lib/systemd/system", Scope.VENDOR),
+    SearchDir("/lib/systemd/system", Scope.VENDOR),
+    SearchDir("/usr/lib/systemd/system", Scope.VENDOR),
+    SearchDir("/run/systemd/generator.late", Scope.VENDOR),
+)
