@@ -1,0 +1,58 @@
+# masktool: `make demo` and `make test` work on a fresh Debian/Ubuntu machine as root; each
+# installs what it needs (apt packages, then a virtualenv in .venv).
+
+SHELL := /bin/bash
+# The venv is made from the system interpreter: one under /root or /home breaks under
+# ProtectHome= in masktool.service, and pystemd/systemd-python build against its headers.
+PYTHON ?= /usr/bin/python3
+VENV ?= $(CURDIR)/.venv
+APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev python3-venv systemd dbus util-linux
+STAMP := $(VENV)/.installed
+
+.PHONY: all deps system-deps venv lint typecheck unit integration test demo bench clean
+
+all: test
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    [ "$$(id -u)" = 0 ] || { echo "need root to apt-get install:$$missing" >&2; exit 2; }; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: system-deps $(STAMP)
+deps: venv
+
+lint: venv
+	$(VENV)/bin/ruff check daemon tests bench
+	$(VENV)/bin/ruff format --check daemon tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+# Boots a throwaway systemd in namespaces (root only); with CI set a skip fails the run.
+integration: venv
+	$(VENV)/bin/pytest -q tests/integration
+
+test: lint typecheck
+	$(VENV)/bin/pytest -q tests
+
+demo: venv
+	$(VENV)/bin/python tests/sandbox.py --bind $(CURDIR) -- bash $(CURDIR)/demo/demo.sh $(VENV)
+
+bench: venv
+	$(VENV)/bin/python bench/apply_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

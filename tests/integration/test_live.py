@@ -1,0 +1,238 @@
+"""The engine against a real systemd 252 booted in namespaces (see tests/sandbox.py)."""
+
+from __future__ import annotations
+
+import os
+
+from tests.integration.conftest import Host
+
+
+def test_mask_running_unit_ends_masked_inactive_and_start_refused(host: Host) -> None:
+    host.vendor_unit("t1-web.service")
+    host.systemctl("daemon-reload")
+    host.systemctl("start", "t1-web.service")
+    assert host.show("t1-web.service")["ActiveState"] == "active"
+    p = host.policy("t1", "version: 1\nmask:\n  - t1-web.service\n")
+
+    rc, doc = host.json("check", "--policy", p)
+    assert rc == 1
+    assert doc["units"][0]["state"] == "unmasked"
+    assert doc["units"][0]["active_state"] == "active"
+
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert doc["reloads"] == 1
+    st = host.show("t1-web.service")
+    assert st["LoadState"] == "masked"
+    assert st["ActiveState"] == "inactive"
+    assert os.readlink(host.etc("t1-web.service")) == "/dev/null"
+    res = host.systemctl("start", "t1-web.service", check=False)
+    assert res.returncode != 0
+    assert "Unit t1-web.service is masked" in res.stderr
+    assert host.masktool_run("check", "--policy", p).returncode == 0
+
+
+def test_unmask_restores_loaded_does_not_enable_and_removes_runtime_mask(host: Host) -> None:
+    host.vendor_unit(
+        "t2-svc.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    host.systemctl("mask", "t2-svc.service")
+    host.systemctl("mask", "--runtime", "t2-svc.service")
+    assert host.show("t2-svc.service")["LoadState"] == "masked"
+    p = host.policy("t2", "version: 1\nunmask:\n  - t2-svc.service\n")
+
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert not host.etc("t2-svc.service").is_symlink()
+    assert not host.run_dir("t2-svc.service").is_symlink()
+    st = host.show("t2-svc.service")
+    assert st["LoadState"] == "loaded"
+    assert st["UnitFileState"] == "disabled"  # unmask never enables by itself
+    assert st["ActiveState"] == "inactive"
+
+
+def test_unmask_with_enable_enables(host: Host) -> None:
+    host.vendor_unit(
+        "t2e-svc.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    host.systemctl("mask", "t2e-svc.service")
+    p = host.policy("t2e", "version: 1\nunmask:\n  - unit: t2e-svc.service\n    enable: true\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert host.show("t2e-svc.service")["UnitFileState"] == "enabled"
+
+
+def test_unit_not_installed_is_premasked_then_stays_masked_when_installed(host: Host) -> None:
+    p = host.policy("t3", "version: 1\nmask:\n  - t3-later.service\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert os.readlink(host.etc("t3-later.service")) == "/dev/null"
+    assert host.show("t3-later.service")["LoadState"] == "masked"
+    host.vendor_unit("t3-later.service")
+    host.systemctl("daemon-reload")
+    assert host.show("t3-later.service")["LoadState"] == "masked"
+    assert host.systemctl("start", "t3-later.service", check=False).returncode != 0
+
+
+def test_template_mask_stops_running_instances(host: Host) -> None:
+    host.vendor_unit("t4-tpl@.service")
+    host.systemctl("daemon-reload")
+    host.systemctl("start", "t4-tpl@a.service", "t4-tpl@b.service")
+    p = host.policy("t4", "version: 1\nmask:\n  - t4-tpl@.service\n")
+
+    rc, doc = host.json("plan", "--policy", p)
+    assert rc == 1
+    steps = sorted((a["step"], a["unit"]) for a in doc["units"][0]["actions"])
+    assert ("stop", "t4-tpl@a.service") in steps
+    assert ("stop", "t4-tpl@b.service") in steps
+
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    for inst in ("t4-tpl@a.service", "t4-tpl@b.service", "t4-tpl@new.service"):
+        st = host.show(inst)
+        assert st["LoadState"] == "masked", inst
+        assert st["ActiveState"] == "inactive", inst
+    assert host.systemctl("start", "t4-tpl@c.service", check=False).returncode != 0
+
+
+def test_alias_resolves_to_the_unit_it_names(host: Host) -> None:
+    host.vendor_unit("t5-real.service")
+    host.sb.run(["ln", "-s", "/usr/local/lib/systemd/system/t5-real.service",
+                 "/etc/systemd/system/t5-alias.service"])  # fmt: skip
+    host.systemctl("daemon-reload")
+    p = host.policy("t5", "version: 1\nmask:\n  - t5-alias.service\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    unit = doc["after"]["units"][0]
+    assert unit["unit"] == "t5-real.service"
+    assert unit["policy_name"] == "t5-alias.service"
+    assert host.show("t5-real.service")["LoadState"] == "masked"
+    # The alias link itself is the admin's: left alone.
+    assert os.readlink(host.etc("t5-alias.service")).endswith("t5-real.service")
+    why = host.masktool_run("why", "t5-alias.service", "--policy", p).stdout
+    assert "alias of t5-real.service" in why
+
+
+def test_unit_file_in_etc_is_a_conflict_left_untouched(host: Host) -> None:
+    body = "[Service]\nExecStart=/bin/sleep infinity\n"
+    host.sb.write("/etc/systemd/system/t6-local.service", body)
+    host.systemctl("daemon-reload")
+    p = host.policy("t6", "version: 1\nmask:\n  - t6-local.service\n  - t6-other.service\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 1
+    units = {u["unit"]: u for u in doc["after"]["units"]}
+    assert units["t6-local.service"]["state"] == "conflict"
+    assert "unit file" in units["t6-local.service"]["refusal"]
+    assert host.etc("t6-local.service").read_text() == body
+    # The rest of the policy is still applied.
+    assert units["t6-other.service"]["compliant"]
+
+
+def test_conflict_with_force_is_displaced_then_masked(host: Host) -> None:
+    body = "[Service]\nExecStart=/bin/true\n"
+    host.sb.write("/etc/systemd/system/t7-local.service", body)
+    host.systemctl("daemon-reload")
+    p = host.policy("t7", "version: 1\nmask:\n  - unit: t7-local.service\n    force: true\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert os.readlink(host.etc("t7-local.service")) == "/dev/null"
+    moved = list(host.sb.path("/var/lib/masktool/displaced").glob("t7-local.service.*"))
+    assert len(moved) == 1
+    assert moved[0].read_text() == body
+    assert host.show("t7-local.service")["LoadState"] == "masked"
+
+
+def test_noop_apply_touches_nothing(host: Host) -> None:
+    host.vendor_unit("t8-a.service")
+    p = host.policy("t8", "version: 1\nmask:\n  - t8-a.service\n  - t8-b.service\n")
+    assert host.masktool_run("apply", "--policy", p).returncode == 0
+    link = host.etc("t8-a.service")
+    before = (link.lstat().st_mtime_ns, link.lstat().st_ino, host.reload_stamp())
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0
+    assert doc["changes"] == []
+    assert doc["reloads"] == 0
+    after = (link.lstat().st_mtime_ns, link.lstat().st_ino, host.reload_stamp())
+    assert before == after
+
+
+def test_mask_of_unloaded_unit_needs_no_reload(host: Host) -> None:
+    host.vendor_unit("t9-idle.service")
+    p = host.policy("t9", "version: 1\nmask:\n  - unit: t9-idle.service\n")
+    before = host.reload_stamp()
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert doc["reloads"] == 0
+    assert host.reload_stamp() == before
+    assert host.show("t9-idle.service")["LoadState"] == "masked"
+
+
+def test_link_written_behind_systemds_back_is_drift_until_reload(host: Host) -> None:
+    host.vendor_unit("t10.service")
+    host.systemctl("daemon-reload")
+    host.systemctl("start", "t10.service")
+    host.sb.run(["ln", "-s", "/dev/null", "/etc/systemd/system/t10.service"])
+    p = host.policy("t10", "version: 1\nmask:\n  - t10.service\n")
+    rc, doc = host.json("check", "--policy", p)
+    # On disk it is masked; systemd still has it loaded and running: not compliant.
+    assert rc == 1
+    assert doc["units"][0]["state"] == "masked"
+    assert doc["units"][0]["load_state"] == "loaded"
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert doc["reloads"] == 1
+    assert host.show("t10.service")["ActiveState"] == "inactive"
+
+
+def test_runtime_rule_masks_in_run(host: Host) -> None:
+    host.vendor_unit("t11.service")
+    p = host.policy("t11", "version: 1\nmask:\n  - unit: t11.service\n    runtime: true\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert os.readlink(host.run_dir("t11.service")) == "/dev/null"
+    assert not host.etc("t11.service").is_symlink()
+    assert doc["after"]["units"][0]["state"] == "masked-runtime"
+    assert host.show("t11.service")["LoadState"] == "masked"
+
+
+def test_vendor_mask_cannot_be_unmasked(host: Host) -> None:
+    host.sb.run(["ln", "-s", "/dev/null", "/usr/local/lib/systemd/system/t12.service"])
+    p = host.policy("t12", "version: 1\nunmask:\n  - t12.service\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 1
+    u = doc["after"]["units"][0]
+    assert u["state"] == "masked-vendor"
+    assert "cannot remove" in u["refusal"]
+    assert host.sb.path("/usr/local/lib/systemd/system/t12.service").is_symlink()
+
+
+def test_bad_policy_exits_2_and_changes_nothing(host: Host) -> None:
+    host.vendor_unit("t13.service")
+    p = host.policy(
+        "t13", "version: 1\nmask:\n  - t13.service\n  - unit: x.service\n    stop: maybe\n"
+    )
+    res = host.masktool_run("apply", "--policy", p)
+    assert res.returncode == 2
+    assert f"{p}:5" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not host.etc("t13.service").exists()
+
+
+def test_audit_mode_reports_and_changes_nothing(host: Host) -> None:
+    host.vendor_unit("t14.service")
+    p = host.policy("t14", "version: 1\nmode: audit\nmask:\n  - t14.service\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 1
+    assert doc["applied"] is False
+    assert not host.etc("t14.service").exists()
+
+
+def test_default_policy_location_is_used(host: Host) -> None:
+    host.sb.write("/etc/masktool/policy.d/50-t15.yaml", "version: 1\nmask:\n  - t15.service\n")
+    try:
+        res = host.masktool_run("apply")
+        assert os.readlink(host.etc("t15.service")) == "/dev/null", res.stdout + res.stderr
+    finally:
+        host.sb.path("/etc/masktool/policy.d/50-t15.yaml").unlink()
