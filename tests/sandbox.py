@@ -158,11 +158,28 @@ class Sandbox:
         self._cgroup.mkdir()
         args = [f"mask={m}" for m in self.masks] + self.binds
         cmd = [
-            "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self._cgroup),
-            "unshare", "--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--cgroup",
-            "--propagation", "private", "--kill-child",
-            "sh", "-c", BOOT_SCRIPT, "boot", self._mountpoint, *args,
-        ]  # fmt: skip
+            "sh",
+            "-c",
+            'echo $$ > "$0/cgroup.procs" && exec "$@"',
+            str(self._cgroup),
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--net",
+            "--cgroup",
+            "--propagation",
+            "private",
+            "--kill-child",
+            "sh",
+            "-c",
+            BOOT_SCRIPT,
+            "boot",
+            self._mountpoint,
+            *args,
+        ]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

@@ -117,13 +117,16 @@ def _run(args: argparse.Namespace) -> int:
         return _dispatch(args, policy, None, systemd)
 
 
-def _observe_plan(policy: Policy, root: str | None, systemd: Systemd | None) -> Plan:
-    obs = observe([r.unit for r in policy.rules], root or "/", systemd)
+def _observe_plan(
+    policy: Policy, root: str | None, systemd: Systemd | None, query: Sequence[str] = ()
+) -> Plan:
+    obs = observe([r.unit for r in policy.rules], root or "/", systemd, query)
     return plan(policy, obs, live=systemd is not None)
 
 
-def _dispatch(args: argparse.Namespace, policy: Policy, root: str | None,
-              systemd: Systemd | None) -> int:  # fmt: skip
+def _dispatch(
+    args: argparse.Namespace, policy: Policy, root: str | None, systemd: Systemd | None
+) -> int:
     if args.command == "why":
         return _why(args.unit, policy, root, systemd)
     p = _observe_plan(policy, root, systemd)
@@ -139,7 +142,8 @@ def _dispatch(args: argparse.Namespace, policy: Policy, root: str | None,
         _emit(args, doc, check_text(p) + "\nmode audit: nothing changed")
         return EXIT_OK if p.compliant else EXIT_DRIFT
     res = _execute(p, root, systemd) if p.actions else ApplyResult()
-    after = _observe_plan(policy, root, systemd)
+    # Verify from systemd itself: every unit acted on is asked about, loaded or not.
+    after = _observe_plan(policy, root, systemd, [u.obs.unit for u in p.units if u.actions])
     if args.json:
         doc = result_json(res) | {"applied": True, "after": plan_json("apply", after, root)}
         print(json.dumps(doc, indent=2))
@@ -171,11 +175,11 @@ def _why(name: str, policy: Policy, root: str | None, systemd: Systemd | None) -
     rules = [r for r in policy.all_rules if r.unit in names or resolved[r.unit] == target.unit]
     effective = next((policy.rule_for(r.unit) for r in rules if policy.rule_for(r.unit)), None)
     exemptions = [e for e in policy.exemptions if e.unit in names]
-    obs: UnitObservation = observe([name], root or "/", systemd)[name]
+    obs: UnitObservation = observe([name], root or "/", systemd, [name])[name]
     unit_plan = None
     if effective is not None:
         sub = Policy(policy.mode, (effective,))
-        eff_obs = observe([effective.unit], root or "/", systemd)
+        eff_obs = observe([effective.unit], root or "/", systemd, [effective.unit])
         unit_plan = plan(sub, eff_obs, live=systemd is not None).units[0]
     print(
         why_text(

@@ -84,8 +84,13 @@ class LiveState:
 
     @property
     def running(self) -> bool:
-        return self.active_state in ("active", "activating", "deactivating", "reloading",
-                                     "refreshing")  # fmt: skip
+        return self.active_state in (
+            "active",
+            "activating",
+            "deactivating",
+            "reloading",
+            "refreshing",
+        )
 
 
 @dataclass(frozen=True)
@@ -258,9 +263,11 @@ class UnitTree:
 
     def names_matching(self, prefix: str, suffix: str) -> set[str]:
         return {
-            n for _, names in self.dirs for n in names
+            n
+            for _, names in self.dirs
+            for n in names
             if n.startswith(prefix) and n.endswith(suffix)
-        }  # fmt: skip
+        }
 
     def observe_files(self, policy_name: str) -> UnitObservation:
         name = policy_name
@@ -277,10 +284,13 @@ class UnitTree:
         owned: tuple[str, ...] = ()
         if is_template(name):
             prefix, suffix = name.split("@", 1)
-            owned = tuple(sorted(
-                n for n in self.names_matching(prefix + "@", suffix)
-                if n != name and any(e.kind != EntryKind.MASK for e in self.entries(n))
-            ))  # fmt: skip
+            owned = tuple(
+                sorted(
+                    n
+                    for n in self.names_matching(prefix + "@", suffix)
+                    if n != name and any(e.kind != EntryKind.MASK for e in self.entries(n))
+                )
+            )
         return UnitObservation(
             name=policy_name,
             unit=name,
@@ -297,27 +307,49 @@ class UnitTree:
 class SystemdReader(Protocol):
     """What observe needs from systemd (masktool.systemd_bus.Systemd provides it)."""
 
+    def list_units(self) -> list[LiveState]: ...
+
     def list_units_by_names(self, names: Sequence[str]) -> list[LiveState]: ...
 
-    def list_units_by_patterns(self, patterns: Sequence[str]) -> list[LiveState]: ...
 
+def observe(
+    names: Iterable[str],
+    root: str = "/",
+    systemd: SystemdReader | None = None,
+    query: Iterable[str] = (),
+) -> dict[str, UnitObservation]:
+    """Observe every unit on disk; with `systemd`, also what systemd reports for it.
 
-def observe(names: Iterable[str], root: str = "/", systemd: SystemdReader | None = None
-            ) -> dict[str, UnitObservation]:  # fmt: skip
-    """Observe every unit; with `systemd`, also ask it for load and active states (batched)."""
+    systemd is asked about every unit it holds in memory (ListUnits, which loads nothing) and
+    about every unit masked on disk or named in `query` (ListUnitsByNames, which loads them so
+    their state is systemd's own answer). A unit that is neither in memory nor masked on disk is
+    not loaded on purpose: loading costs systemd about 0.3 ms a unit, it is inactive by
+    definition, and systemd would read the very files classified here. Its `live` stays None.
+    """
     tree = UnitTree(root)
     obs = {n: tree.observe_files(n) for n in names}
     if systemd is None:
         return obs
-    plain = sorted({o.unit for o in obs.values() if not is_template(o.unit)})
-    live = {s.name: s for s in systemd.list_units_by_names(plain)} if plain else {}
-    templates = sorted({o.unit for o in obs.values() if is_template(o.unit)})
-    patterns = [t.replace("@.", "@*.", 1) for t in templates]
-    instances = systemd.list_units_by_patterns(patterns) if patterns else []
+    in_memory = {s.name: s for s in systemd.list_units()}
+    wanted = set(query)
+    ask = sorted(
+        {
+            o.unit
+            for o in obs.values()
+            if not is_template(o.unit)
+            and o.unit not in in_memory
+            and (o.mask_state() != State.UNMASKED or o.unit in wanted or o.name in wanted)
+        }
+    )
+    live = dict(in_memory)
+    if ask:
+        live.update((s.name, s) for s in systemd.list_units_by_names(ask))
     out: dict[str, UnitObservation] = {}
     for n, o in obs.items():
         if is_template(o.unit):
-            mine = tuple(i for i in instances if template_of(i.name) == o.unit)
+            mine = tuple(
+                s for s in in_memory.values() if template_of(s.name) == o.unit and s.name != o.unit
+            )
             out[n] = replace(o, instances=mine)
         else:
             out[n] = replace(o, live=live.get(o.unit))

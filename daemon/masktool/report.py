@@ -11,6 +11,7 @@ from masktool.backend import ApplyResult
 from masktool.observe import UnitObservation
 from masktool.plan import Plan, UnitPlan
 from masktool.policy import Exemption, Policy, Rule
+from masktool.units import is_template
 
 JSON_VERSION = 1
 
@@ -86,10 +87,10 @@ def _systemd_col(u: UnitPlan) -> str:
     o = u.obs
     if o.live is not None:
         return f"{o.live.load_state}/{o.live.active_state}"
-    if o.instances:
+    if is_template(o.unit):
         running = sum(i.running for i in o.instances)
-        return f"{len(o.instances)} instance(s), {running} running"
-    return "-"
+        return f"{len(o.instances)} instance(s) loaded, {running} running"
+    return "not loaded"
 
 
 def check_text(p: Plan) -> str:

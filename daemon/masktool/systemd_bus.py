@@ -23,8 +23,16 @@ PRIVATE_SOCKET = b"unix:path=/run/systemd/private"
 
 # Errors after which the connection is gone or the reply was lost: reconnect and retry once.
 # A system-bus connection dies on a dbus restart; the private socket dies on daemon-reexec.
-_CONNECTION_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED,
-                                errno.ETIMEDOUT, errno.ENOENT})  # fmt: skip
+_CONNECTION_ERRNOS = frozenset(
+    {
+        errno.ENOTCONN,
+        errno.ECONNRESET,
+        errno.EPIPE,
+        errno.ECONNREFUSED,
+        errno.ETIMEDOUT,
+        errno.ENOENT,
+    }
+)
 _RETRY_NAMES = frozenset({"DBusNoReplyError", "DBusDisconnectedError"})
 
 
@@ -111,9 +119,9 @@ class Systemd:
         rows = self.call("ListUnitsByNames", b"as", [n.encode() for n in names])
         return [_live(r) for r in rows]
 
-    def list_units_by_patterns(self, patterns: Sequence[str]) -> list[LiveState]:
-        rows = self.call("ListUnitsByPatterns", b"asas", [], [p.encode() for p in patterns])
-        return [_live(r) for r in rows]
+    def list_units(self) -> list[LiveState]:
+        """Units systemd holds in memory; unlike ListUnitsByNames this loads nothing."""
+        return [_live(r) for r in self.call("ListUnits")]
 
     # -- changing --------------------------------------------------------------------------
 

@@ -10,9 +10,20 @@ from enum import Enum
 UNIT_NAME_MAX = 255
 
 UNIT_TYPES = frozenset(
-    {"service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path",
-     "slice", "scope"}
-)  # fmt: skip
+    {
+        "service",
+        "socket",
+        "target",
+        "device",
+        "mount",
+        "automount",
+        "swap",
+        "timer",
+        "path",
+        "slice",
+        "scope",
+    }
+)
 
 # VALID_CHARS_WITH_AT in systemd's unit-name.c.
 _VALID_CHARS = frozenset(string.ascii_letters + string.digits + ":-_.\\@")

@@ -99,8 +99,14 @@ def test_template_mask_stops_running_instances(host: Host) -> None:
 
 def test_alias_resolves_to_the_unit_it_names(host: Host) -> None:
     host.vendor_unit("t5-real.service")
-    host.sb.run(["ln", "-s", "/usr/local/lib/systemd/system/t5-real.service",
-                 "/etc/systemd/system/t5-alias.service"])  # fmt: skip
+    host.sb.run(
+        [
+            "ln",
+            "-s",
+            "/usr/local/lib/systemd/system/t5-real.service",
+            "/etc/systemd/system/t5-alias.service",
+        ]
+    )
     host.systemctl("daemon-reload")
     p = host.policy("t5", "version: 1\nmask:\n  - t5-alias.service\n")
     rc, doc = host.json("apply", "--policy", p)

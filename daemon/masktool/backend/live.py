@@ -10,7 +10,6 @@ from pathlib import Path
 
 from masktool.backend import ApplyResult, Change
 from masktool.files import NotAMaskError, displace
-from masktool.observe import LiveState
 from masktool.plan import Plan, Step, UnitPlan
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.units import ETC_DIR, SEARCH_PATH, is_template, template_of
@@ -18,8 +17,9 @@ from masktool.units import ETC_DIR, SEARCH_PATH, is_template, template_of
 _ETC = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
 
 
-def apply_live(plan: Plan, systemd: Systemd, stamp: str, stop_timeout: float = 120.0
-               ) -> ApplyResult:  # fmt: skip
+def apply_live(
+    plan: Plan, systemd: Systemd, stamp: str, stop_timeout: float = 120.0
+) -> ApplyResult:
     res = ApplyResult()
     by_step: dict[Step, list[UnitPlan]] = {s: [] for s in Step}
     for u in plan.units:
@@ -99,26 +99,22 @@ def _batch(res: ApplyResult, what: str, names: list[str], call: object) -> None:
 def _stale(systemd: Systemd, written: Sequence[UnitPlan], res: ApplyResult) -> bool:
     """Whether a unit just (un)masked on disk still has its old load state in systemd.
 
-    A unit systemd has not loaded reads the new state at once; only a loaded one needs a
-    daemon-reload, so ask rather than reload unconditionally.
+    Only a unit systemd holds in memory can be stale: one it has not loaded reads the new state
+    when it is loaded. ListUnits loads nothing, so asking costs nothing.
     """
     plain = {u.obs.unit: u for u in written if not is_template(u.obs.unit)}
     templates = {u.obs.unit: u for u in written if is_template(u.obs.unit)}
     try:
-        states: list[LiveState] = systemd.list_units_by_names(sorted(plain)) if plain else []
-        if templates:
-            patterns = [t.replace("@.", "@*.", 1) for t in templates]
-            for s in systemd.list_units_by_patterns(patterns):
-                owner = templates.get(template_of(s.name))
-                if owner is not None and s.name not in owner.obs.owned_instances:
-                    states.append(s)
+        in_memory = systemd.list_units()
     except SystemdError as e:
         res.error("", f"reading load states failed, reloading to be safe: {e}")
         return True
-    for s in states:
-        up = plain.get(s.name) or templates.get(template_of(s.name))
+    for s in in_memory:
+        up = plain.get(s.name)
         if up is None:
-            continue
+            up = templates.get(template_of(s.name))
+            if up is None or s.name in up.obs.owned_instances or s.name == up.obs.unit:
+                continue
         if (s.load_state == "masked") != (up.rule.action == "mask"):
             return True
     return False

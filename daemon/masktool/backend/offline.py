@@ -47,8 +47,10 @@ def apply_offline(plan: Plan, root: Path, stamp: str) -> ApplyResult:
         # offline implementation does exactly that.
         proc = subprocess.run(
             ["systemctl", f"--root={root}", "enable", *enable],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             res.error("", f"systemctl --root enable failed: {proc.stderr.strip()}")
         else:

@@ -1,0 +1,132 @@
+"""Classification of what sits on the unit search path, on real files in a temporary tree."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from masktool.observe import EntryKind, State, UnitTree
+
+UNIT = "[Service]\nExecStart=/bin/true\n"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    for d in (
+        "etc/systemd/system",
+        "run/systemd/system",
+        "usr/lib/systemd/system",
+        "run/systemd/generator.early",
+        "dev",
+    ):
+        (tmp_path / d).mkdir(parents=True)
+    return tmp_path
+
+
+def etc(root: Path) -> Path:
+    return root / "etc/systemd/system"
+
+
+def kind(root: Path, unit: str) -> EntryKind:
+    o = UnitTree(str(root)).observe_files(unit)
+    assert o.entries, unit
+    return o.entries[0].kind
+
+
+def test_link_to_dev_null_is_a_mask_even_without_dev_null_under_root(root: Path) -> None:
+    os.symlink("/dev/null", etc(root) / "a.service")
+    assert kind(root, "a.service") == EntryKind.MASK
+
+
+def test_relative_and_chained_links_ending_at_dev_null(root: Path) -> None:
+    os.symlink("/dev/null", root / "dev/n2")  # chain: unit -> ../../../dev/n2 -> /dev/null
+    os.symlink("../../../dev/n2", etc(root) / "b.service")
+    assert kind(root, "b.service") == EntryKind.MASK
+
+
+def test_chain_that_leaves_root_does_not_escape(root: Path) -> None:
+    # ../ above the root stays at the root, as chroot-style resolution does.
+    os.symlink("../../../../../../../../nowhere/x", etc(root) / "esc.service")
+    assert kind(root, "esc.service") == EntryKind.DANGLING
+
+
+def test_zero_byte_file_is_a_mask_one_byte_is_not(root: Path) -> None:
+    (etc(root) / "z.service").write_text("")
+    (etc(root) / "one.service").write_text("x")
+    assert kind(root, "z.service") == EntryKind.MASK
+    assert kind(root, "one.service") == EntryKind.UNIT_FILE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_device_links_char_is_a_mask_block_is_not(root: Path) -> None:
+    os.mknod(root / "dev/chr", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(root / "dev/blk", 0o600 | stat.S_IFBLK, os.makedev(7, 0))
+    os.symlink("/dev/chr", etc(root) / "c.service")
+    os.symlink("/dev/blk", etc(root) / "blk.service")
+    os.mknod(etc(root) / "node.service", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    assert kind(root, "c.service") == EntryKind.MASK
+    assert kind(root, "blk.service") == EntryKind.BAD_LINK
+    # A device node itself is not a mask (systemd loads it: `loaded`).
+    assert kind(root, "node.service") == EntryKind.DEVICE_NODE
+    assert UnitTree(str(root)).observe_files("blk.service").state_for("mask") == State.CONFLICT
+
+
+def test_dangling_link_and_link_to_directory(root: Path) -> None:
+    os.symlink("/nowhere/x.service", etc(root) / "d.service")
+    os.symlink("/usr", etc(root) / "dir.service")
+    assert kind(root, "d.service") == EntryKind.DANGLING
+    assert kind(root, "dir.service") == EntryKind.BAD_LINK
+
+
+def test_alias_is_followed_to_the_unit_it_names(root: Path) -> None:
+    (root / "usr/lib/systemd/system/real.service").write_text(UNIT)
+    os.symlink("real.service", root / "usr/lib/systemd/system/nick.service")
+    o = UnitTree(str(root)).observe_files("nick.service")
+    assert o.unit == "real.service"
+    assert o.alias_chain == ("nick.service",)
+
+
+def test_link_to_same_named_unit_file_is_a_link_and_a_conflict(root: Path) -> None:
+    (root / "srv").mkdir()
+    (root / "srv/l.service").write_text(UNIT)
+    os.symlink("/srv/l.service", etc(root) / "l.service")
+    o = UnitTree(str(root)).observe_files("l.service")
+    assert o.entries[0].kind == EntryKind.LINK
+    assert o.state_for("mask") == State.CONFLICT
+
+
+def test_states_by_scope(root: Path) -> None:
+    os.symlink("/dev/null", root / "run/systemd/system/r.service")
+    os.symlink("/dev/null", root / "usr/lib/systemd/system/v.service")
+    os.symlink("/dev/null", root / "run/systemd/generator.early/g.service")
+    (root / "usr/lib/systemd/system/g.service").write_text(UNIT)
+    t = UnitTree(str(root))
+    assert t.observe_files("r.service").mask_state() == State.MASKED_RUNTIME
+    assert t.observe_files("v.service").mask_state() == State.MASKED_VENDOR
+    assert t.observe_files("g.service").mask_state() == State.MASKED_VENDOR
+    assert t.observe_files("none.service").mask_state() == State.UNMASKED
+    assert not t.observe_files("none.service").installed
+
+
+def test_real_file_in_etc_beats_run_mask(root: Path) -> None:
+    (etc(root) / "e.service").write_text(UNIT)
+    os.symlink("/dev/null", root / "run/systemd/system/e.service")
+    o = UnitTree(str(root)).observe_files("e.service")
+    assert o.mask_state() == State.UNMASKED
+    assert o.state_for("mask", runtime=True) == State.CONFLICT
+    reason = o.conflict(runtime=True)
+    assert reason is not None
+    assert "beats a mask in /run" in reason
+
+
+def test_instance_uses_template_unless_it_has_its_own_file(root: Path) -> None:
+    os.symlink("/dev/null", etc(root) / "t@.service")
+    (root / "usr/lib/systemd/system/t@.service").write_text(UNIT)
+    (root / "usr/lib/systemd/system/t@own.service").write_text(UNIT)
+    t = UnitTree(str(root))
+    assert t.observe_files("t@x.service").mask_state() == State.MASKED
+    assert t.observe_files("t@own.service").mask_state() == State.UNMASKED
+    assert t.observe_files("t@.service").owned_instances == ("t@own.service",)
