@@ -33,7 +33,7 @@ def write_mask(root: Path, d: SearchDir, unit: str) -> bool:
     try:
         os.symlink("/dev/null", target / unit)
     except FileExistsError:
-        e = classify(root, d, unit)
+        e = classify(str(root), d, unit)
         if e is not None and e.kind == EntryKind.MASK:
             return False
         raise NotAMaskError(e.describe() if e else f"{target / unit} appeared") from None
@@ -42,7 +42,7 @@ def write_mask(root: Path, d: SearchDir, unit: str) -> bool:
 
 def remove_mask(root: Path, d: SearchDir, unit: str) -> bool:
     """Remove the mask of `unit` in `d`. False if there was none; NotAMaskError if it is not one."""
-    e = classify(root, d, unit)
+    e = classify(str(root), d, unit)
     if e is None:
         return False
     if e.kind != EntryKind.MASK:

@@ -169,42 +169,47 @@ def _outranks_etc(d: SearchDir) -> bool:
 # -- the files --------------------------------------------------------------------------------
 
 
-def _chase(root: Path, inside: str, max_hops: int = 40) -> tuple[str, bool]:
+def _under(root: str, inside: str) -> str:
+    return inside if root == "/" else root.rstrip("/") + inside
+
+
+def _chase(root: str, inside: str, max_hops: int = 40) -> tuple[str, bool]:
     """Follow symlinks from `inside` with `root` as /. Returns (final path inside root, exists)."""
     parts = [p for p in inside.split("/") if p]
+    parts.reverse()  # a stack: the next component is at the end
     resolved: list[str] = []
     hops = 0
     while parts:
-        part = parts.pop(0)
+        part = parts.pop()
         if part == ".":
             continue
         if part == "..":
             if resolved:
                 resolved.pop()
             continue
-        candidate = root.joinpath(*resolved, part)
+        candidate = _under(root, "/" + "/".join([*resolved, part]))
         try:
-            st = candidate.lstat()
+            st = os.lstat(candidate)
         except (FileNotFoundError, NotADirectoryError):
-            return "/" + "/".join([*resolved, part, *parts]), False
+            return "/" + "/".join([*resolved, part, *reversed(parts)]), False
         if stat.S_ISLNK(st.st_mode):
             hops += 1
             if hops > max_hops:
-                return "/" + "/".join([*resolved, part, *parts]), False
+                return "/" + "/".join([*resolved, part, *reversed(parts)]), False
             target = os.readlink(candidate)
             if target.startswith("/"):
                 resolved = []
-            parts = [p for p in target.split("/") if p] + parts
+            parts.extend(reversed([p for p in target.split("/") if p]))
             continue
         resolved.append(part)
     return "/" + "/".join(resolved), True
 
 
-def classify(root: Path, d: SearchDir, name: str) -> Entry | None:
+def classify(root: str, d: SearchDir, name: str) -> Entry | None:
     """The entry for `name` in directory `d` under `root`, classified; None if there is none."""
-    p = root / d.path.lstrip("/") / name
+    p = _under(root, f"{d.path}/{name}")
     try:
-        st = p.lstat()
+        st = os.lstat(p)
     except (FileNotFoundError, NotADirectoryError):
         return None
     if not stat.S_ISLNK(st.st_mode):
@@ -213,19 +218,22 @@ def classify(root: Path, d: SearchDir, name: str) -> Entry | None:
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             return Entry(d, name, EntryKind.DEVICE_NODE)
         return Entry(d, name, EntryKind.OTHER)
-    final, exists = _chase(root, f"{d.path}/{name}")
     # systemd compares the resolved path itself with /dev/null, so under --root a mask is a mask
-    # even when DIR/dev/null does not exist.
+    # even when DIR/dev/null does not exist. The direct link is by far the most common mask.
+    if os.readlink(p) == "/dev/null":
+        final, exists = "/dev/null", True
+    else:
+        final, exists = _chase(root, f"{d.path}/{name}")
     if final == "/dev/null":
         return Entry(d, name, EntryKind.MASK, final)
     if not exists:
         return Entry(d, name, EntryKind.DANGLING, final)
-    tst = (root / final.lstrip("/")).stat()
+    tst = os.stat(_under(root, final))
     if stat.S_ISCHR(tst.st_mode) or (stat.S_ISREG(tst.st_mode) and tst.st_size == 0):
         return Entry(d, name, EntryKind.MASK, final)
     if not stat.S_ISREG(tst.st_mode):
         return Entry(d, name, EntryKind.BAD_LINK, final)
-    base = Path(final).name
+    base = final.rsplit("/", 1)[-1]
     if base == name:
         return Entry(d, name, EntryKind.LINK, final)
     if unit_name_error(base) is None and unit_type(base) == unit_type(name):
@@ -237,11 +245,11 @@ class UnitTree:
     """The unit search path under a root, listed once (a directory read per search dir)."""
 
     def __init__(self, root: str = "/") -> None:
-        self.root = Path(root)
+        self.root = root
         self.dirs: list[tuple[SearchDir, frozenset[str]]] = []
         seen: set[Path] = set()
         for d in SEARCH_PATH:
-            p = self.root / d.path.lstrip("/")
+            p = Path(_under(root, d.path))
             try:
                 real = p.resolve(strict=True)
                 names = frozenset(os.listdir(p))
