@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from masktool import __version__
 from masktool.backend import ApplyResult
 from masktool.backend.live import apply_live
 from masktool.backend.offline import apply_offline
+from masktool.journal import apply_entries, journal_sender, send_all
 from masktool.observe import UnitObservation, UnitTree, observe
 from masktool.plan import Plan, plan
 from masktool.policy import Policy, PolicyError, load_policy
@@ -141,9 +143,12 @@ def _dispatch(
         doc = plan_json("apply", p, root) | {"applied": False}
         _emit(args, doc, check_text(p) + "\nmode audit: nothing changed")
         return EXIT_OK if p.compliant else EXIT_DRIFT
+    started = time.monotonic()
     res = _execute(p, root, systemd) if p.actions else ApplyResult()
     # Verify from systemd itself: every unit acted on is asked about, loaded or not.
     after = _observe_plan(policy, root, systemd, [u.obs.unit for u in p.units if u.actions])
+    latency = int((time.monotonic() - started) * 1e6)
+    _journal(apply_entries(p, res, after, latency, root))
     if args.json:
         doc = result_json(res) | {"applied": True, "after": plan_json("apply", after, root)}
         print(json.dumps(doc, indent=2))
@@ -153,6 +158,16 @@ def _dispatch(
             print(out)
         print(check_text(after))
     return EXIT_OK if after.compliant and not res.errors else EXIT_DRIFT
+
+
+def _journal(entries: list[dict[str, str]]) -> None:
+    if not entries:
+        return
+    try:
+        send_all(entries, journal_sender())
+    except OSError as e:
+        # The changes are made and verified; only their record is missing. Say so loudly.
+        print(f"masktool: warning: could not write to the journal: {e}", file=sys.stderr)
 
 
 def _execute(p: Plan, root: str | None, systemd: Systemd | None) -> ApplyResult:

@@ -281,8 +281,17 @@ class UnitTree:
         name = policy_name
         chain: list[str] = []
         entries = self.entries(name)
-        # Follow aliases (a winning link to a unit file of another name) to the unit they name.
-        while entries and entries[0].kind == EntryKind.ALIAS and len(chain) < 8:
+        # Follow an alias (a winning link to a unit file of another name) to the unit it names
+        # only when the alias link sits in /etc/systemd/system, where the mask would have to
+        # go: systemd refuses to mask that name (UnitExists). An alias shipped in /usr or /lib
+        # is not followed: a mask in /etc outranks it and masks just that name, which is what
+        # `systemctl mask ctrl-alt-del.target` does (reboot.target stays loaded).
+        while (
+            entries
+            and entries[0].kind == EntryKind.ALIAS
+            and entries[0].dir.path == ETC_DIR
+            and len(chain) < 8
+        ):
             chain.append(name)
             name = Path(entries[0].target).name
             entries = self.entries(name)

@@ -83,9 +83,18 @@ def plan(policy: Policy, observed: Mapping[str, UnitObservation], live: bool) ->
 
 
 def _alias_note(o: UnitObservation) -> tuple[str, ...]:
-    if not o.alias_chain:
-        return ()
-    return (f"{o.name} is an alias of {o.unit}; the rule applies to {o.unit}",)
+    if o.alias_chain:
+        return (
+            f"{o.name} is an alias of {o.unit} (link in {ETC_DIR}); the rule applies to {o.unit}",
+        )
+    w = o.winner
+    if w is not None and w.kind == EntryKind.ALIAS:
+        real = w.target.rsplit("/", 1)[-1]
+        return (
+            f"{o.name} is a vendor alias of {real} ({w.path}); the rule covers the name "
+            f"{o.name} only, {real} itself is not masked",
+        )
+    return ()
 
 
 def _plan_mask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:

@@ -242,3 +242,17 @@ def test_default_policy_location_is_used(host: Host) -> None:
         assert os.readlink(host.etc("t15.service")) == "/dev/null", res.stdout + res.stderr
     finally:
         host.sb.path("/etc/masktool/policy.d/50-t15.yaml").unlink()
+
+
+def test_vendor_alias_mask_covers_the_name_only(host: Host) -> None:
+    # Like ctrl-alt-del.target -> reboot.target: STIG masks the alias, reboot must keep working.
+    host.vendor_unit("t16-real.target", "[Unit]\nDescription=real\n")
+    host.sb.run(["ln", "-s", "t16-real.target", "/usr/local/lib/systemd/system/t16-alias.target"])
+    host.systemctl("daemon-reload")
+    p = host.policy("t16", "version: 1\nmask:\n  - t16-alias.target\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert os.readlink(host.etc("t16-alias.target")) == "/dev/null"
+    assert host.show("t16-alias.target")["LoadState"] == "masked"
+    assert host.show("t16-real.target")["LoadState"] == "loaded"
+    assert not host.etc("t16-real.target").exists()

@@ -81,12 +81,22 @@ def test_dangling_link_and_link_to_directory(root: Path) -> None:
     assert kind(root, "dir.service") == EntryKind.BAD_LINK
 
 
-def test_alias_is_followed_to_the_unit_it_names(root: Path) -> None:
+def test_alias_in_etc_is_followed_to_the_unit_it_names(root: Path) -> None:
     (root / "usr/lib/systemd/system/real.service").write_text(UNIT)
-    os.symlink("real.service", root / "usr/lib/systemd/system/nick.service")
+    os.symlink("/usr/lib/systemd/system/real.service", etc(root) / "nick.service")
     o = UnitTree(str(root)).observe_files("nick.service")
     assert o.unit == "real.service"
     assert o.alias_chain == ("nick.service",)
+
+
+def test_vendor_alias_is_a_name_of_its_own(root: Path) -> None:
+    # ctrl-alt-del.target -> reboot.target in /lib: masking the name must not mask reboot.target.
+    (root / "usr/lib/systemd/system/reboot.target").write_text("[Unit]\n")
+    os.symlink("reboot.target", root / "usr/lib/systemd/system/ctrl-alt-del.target")
+    o = UnitTree(str(root)).observe_files("ctrl-alt-del.target")
+    assert o.unit == "ctrl-alt-del.target"
+    assert o.entries[0].kind == EntryKind.ALIAS
+    assert o.state_for("mask") == State.UNMASKED
 
 
 def test_link_to_same_named_unit_file_is_a_link_and_a_conflict(root: Path) -> None:

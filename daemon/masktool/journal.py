@@ -1,0 +1,158 @@
+"""Verified outcomes → structured journal entries (one per unit changed, refused or failed).
+
+Entries are built by a pure function and handed to a sender (systemd.journal.send in
+production), so tests can read back exactly what would be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from masktool.backend import ApplyResult
+from masktool.plan import Plan, UnitPlan
+
+# Fixed 128-bit ids, one per kind of event; packaging/masktool.catalog explains each.
+MESSAGE_IDS: Mapping[str, str] = {
+    "mask": "b63ff736da4248fdad21b9bd4cca21f6",
+    "unmask": "839fed861d2e40acb7c35a3a768fa279",
+    "stop": "1ebe0f6236eb4affa18e1860aa8578b7",
+    "refuse": "dc2b5df8a7634239a962b1d3bee65062",
+    "drift": "3eea3c0eaf3a4da6a2153be1ff7b76f1",
+    "error": "1131e7cabb6b4f458e64484cc4b33454",
+    "policy-loaded": "f166355755a340cabf06d35778da6955",
+    "policy-rejected": "c0621c3064ba41a893ce5051af73ba80",
+}
+
+PRIORITY = {
+    "mask": 5,
+    "unmask": 5,
+    "stop": 5,
+    "refuse": 4,
+    "drift": 4,
+    "error": 3,
+    "policy-loaded": 6,
+    "policy-rejected": 3,
+}
+
+Sender = Callable[..., None]
+
+
+def _fields(kind: str, u: UnitPlan, message: str, **extra: str) -> dict[str, str]:
+    f = {
+        "MESSAGE": message,
+        "MESSAGE_ID": MESSAGE_IDS[kind],
+        "PRIORITY": str(PRIORITY[kind]),
+        "SYSLOG_IDENTIFIER": "masktool",
+        # With this field (sent by root) `journalctl -u UNIT` shows masktool's entries.
+        "OBJECT_SYSTEMD_UNIT": u.obs.unit,
+        "MASKTOOL_ACTION": kind,
+        "MASKTOOL_UNIT": u.obs.unit,
+        "MASKTOOL_WANT": u.want,
+        "MASKTOOL_POLICY": str(u.rule.source),
+        "MASKTOOL_REASON": u.rule.reason,
+    }
+    if u.rule.via:
+        f["MASKTOOL_BUNDLE"] = " > ".join(u.rule.via)
+    f.update(extra)
+    return f
+
+
+def apply_entries(
+    before: Plan,
+    result: ApplyResult,
+    after: Plan,
+    latency_usec: int | None = None,
+    root: str | None = None,
+) -> list[dict[str, str]]:
+    """One entry per unit masktool acted on (with the state systemd reports after it), one per
+    refusal, one per error."""
+    after_by_unit = {u.obs.unit: u for u in after.units}
+    changed = {c.unit for c in result.changes}
+    failed = {unit for unit, _ in result.errors if unit}
+    entries: list[dict[str, str]] = []
+    extra: dict[str, str] = {}
+    if latency_usec is not None:
+        extra["MASKTOOL_LATENCY_USEC"] = str(latency_usec)
+    if root is not None:
+        extra["MASKTOOL_ROOT"] = root
+    for u in before.units:
+        unit = u.obs.unit
+        now = after_by_unit.get(unit, u)
+        have = now.state.value
+        if now.obs.live is not None:
+            have += (
+                f" (LoadState={now.obs.live.load_state} ActiveState={now.obs.live.active_state})"
+            )
+        steps = [a.step.value for a in u.actions]
+        if unit in changed and unit not in failed:
+            kind = (
+                "unmask"
+                if u.rule.action == "unmask"
+                else (
+                    "mask"
+                    if any(s.startswith("mask") or s == "displace" for s in steps)
+                    else "stop"
+                )
+            )
+            verb = {"mask": "masked", "unmask": "unmasked", "stop": "stopped"}[kind]
+            why = f": {u.rule.reason}" if u.rule.reason else ""
+            entries.append(
+                _fields(
+                    kind,
+                    now,
+                    f"masktool {verb} {unit} ({u.rule.source}){why}",
+                    MASKTOOL_HAVE=have,
+                    MASKTOOL_WAS=u.state.value,
+                    MASKTOOL_STEPS=",".join(steps),
+                    **extra,
+                )
+            )
+        if u.refusal:
+            entries.append(
+                _fields(
+                    "refuse",
+                    u,
+                    f"masktool refused to {u.rule.action} {unit}: {u.refusal}",
+                    MASKTOOL_HAVE=u.state.value,
+                    **extra,
+                )
+            )
+    for unit, message in result.errors:
+        target = next((u for u in before.units if u.obs.unit == unit), None)
+        if target is not None:
+            entries.append(
+                _fields(
+                    "error",
+                    target,
+                    f"masktool failed on {unit}: {message}",
+                    MASKTOOL_HAVE=after_by_unit.get(unit, target).state.value,
+                    **extra,
+                )
+            )
+        else:
+            entries.append(
+                {
+                    "MESSAGE": f"masktool: {message}",
+                    "MESSAGE_ID": MESSAGE_IDS["error"],
+                    "PRIORITY": str(PRIORITY["error"]),
+                    "SYSLOG_IDENTIFIER": "masktool",
+                    "MASKTOOL_ACTION": "error",
+                    **extra,
+                }
+            )
+    return entries
+
+
+def send_all(entries: list[dict[str, str]], send: Sender) -> None:
+    for e in entries:
+        fields: dict[str, Any] = dict(e)
+        message = fields.pop("MESSAGE")
+        send(message, **fields)
+
+
+def journal_sender() -> Sender:
+    from systemd import journal
+
+    send: Sender = journal.send
+    return send

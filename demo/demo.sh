@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs inside the throwaway systemd that `make demo` boots (tests/sandbox.py): nothing here
+# reaches the host. $1 is the virtualenv holding masktool.
+set -uo pipefail
+VENV="$1"
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+export PATH="$VENV/bin:$PATH" SYSTEMD_PAGER= SYSTEMD_COLORS=0
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '\033[36m# %s\033[0m\n' "$*"; "$@"; rc=$?; printf '\033[2m(exit %d)\033[0m\n' "$rc"; return 0; }
+
+step "A few demo units in /usr/local/lib/systemd/system (vendor units, as a package would ship)"
+U=/usr/local/lib/systemd/system
+mkdir -p "$U"
+for n in telnetd ntp; do
+    printf '[Unit]\nDescription=demo %s\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n' "$n" > "$U/demo-$n.service"
+done
+printf '[Unit]\nDescription=demo worker %%i\n[Service]\nExecStart=/bin/sleep infinity\n' > "$U/demo-worker@.service"
+systemctl daemon-reload
+systemctl start demo-telnetd.service demo-worker@1.service demo-worker@2.service
+systemctl mask --now demo-ntp.service >/dev/null 2>&1
+systemctl list-units --no-legend 'demo-*' | sed 's/^/  /'
+
+step "The policy: /etc/masktool/policy.yaml"
+install -D -m 0644 -o root -g root "$HERE/policies/examples/demo.yaml" /etc/masktool/policy.yaml
+sed 's/^/  /' /etc/masktool/policy.yaml
+
+step "masktool validate"
+run masktool validate
+step "masktool check: an audit; exit 1 means drift"
+run masktool check
+step "masktool plan: what apply would do"
+run masktool plan
+step "masktool apply: one batched call per scope, one reload, stop jobs, then verification"
+run masktool apply
+step "What systemd says now"
+run systemctl status demo-telnetd.service --no-pager --lines=0
+run systemctl start demo-telnetd.service
+run systemctl start demo-worker@3.service
+run systemctl is-enabled demo-ntp.service
+step "masktool why: the rule, its file:line and reason, and the host's view"
+run masktool why demo-telnetd.service
+run masktool why demo-worker@1.service
+step "Drift: an admin unmasks a unit by hand"
+run systemctl unmask demo-telnetd.service
+run masktool check
+step "masktool apply puts it back"
+run masktool apply
+step "The journal: what masktool did, and why"
+run journalctl -o verbose --no-pager -u demo-telnetd.service -t masktool --output-fields=MESSAGE,MASKTOOL_ACTION,MASKTOOL_POLICY,MASKTOOL_REASON
+step "Rescue: the same engine on an unbooted tree (--root), like systemctl --root"
+mkdir -p /srv/rescue/etc/masktool /srv/rescue/etc/systemd/system
+ln -s /dev/null /srv/rescue/etc/systemd/system/demo-ntp.service
+printf 'version: 1\nunmask:\n  - demo-ntp.service\n' > /srv/rescue/etc/masktool/policy.yaml
+chmod 0644 /srv/rescue/etc/masktool/policy.yaml
+run masktool check --root /srv/rescue
+run masktool apply --root /srv/rescue
+step "masktool check: compliant, exit 0"
+run masktool check
