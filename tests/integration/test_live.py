@@ -256,3 +256,27 @@ def test_vendor_alias_mask_covers_the_name_only(host: Host) -> None:
     assert host.show("t16-alias.target")["LoadState"] == "masked"
     assert host.show("t16-real.target")["LoadState"] == "loaded"
     assert not host.etc("t16-real.target").exists()
+
+
+def test_generator_mask_is_vendor_and_cannot_be_unmasked(host: Host) -> None:
+    # What systemd.mask= on the kernel command line does: a generator links the unit to
+    # /dev/null in /run/systemd/generator.early.
+    host.vendor_unit("t17.service")
+    host.sb.write(
+        "/etc/systemd/system-generators/t17-mask",
+        '#!/bin/sh\nln -sf /dev/null "$2/t17.service"\n',
+        0o755,
+    )
+    try:
+        host.systemctl("daemon-reload")
+        assert host.show("t17.service")["LoadState"] == "masked"
+        p = host.policy("t17", "version: 1\nunmask:\n  - t17.service\n")
+        rc, doc = host.json("apply", "--policy", p)
+        assert rc == 1
+        u = doc["after"]["units"][0]
+        assert u["state"] == "masked-vendor"
+        assert "generator.early" in u["refusal"]
+        assert host.show("t17.service")["LoadState"] == "masked"
+    finally:
+        host.sb.path("/etc/systemd/system-generators/t17-mask").unlink()
+        host.systemctl("daemon-reload")
