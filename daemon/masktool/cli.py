@@ -4,10 +4,13 @@ exit codes of DESIGN.md (0 ok, 1 drift / not all remediated, 2 usage, policy or 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from masktool.systemd_bus import Systemd, SystemdError
 from masktool.units import template_of, unit_name_error
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+RUN_DIR = Path("/run/masktool")
 
 
 class UsageError(Exception):
@@ -115,8 +119,39 @@ def _run(args: argparse.Namespace) -> int:
             f"cannot reach systemd over D-Bus ({e}); run as root on a booted "
             "system, or use --root DIR for an unbooted tree"
         ) from e
-    with systemd:
+    with systemd, _apply_lock(args.command == "apply"):
         return _dispatch(args, policy, None, systemd)
+
+
+@contextmanager
+def _apply_lock(wanted: bool, timeout: float = 120.0) -> Iterator[None]:
+    """One apply at a time on a host (the daemon and an admin's CLI): the second waits, so it
+    plans from the state the first one left."""
+    if not wanted:
+        yield
+        return
+    RUN_DIR.mkdir(mode=0o755, exist_ok=True)
+    fd = os.open(RUN_DIR / "apply.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UsageError(
+                        f"another masktool apply holds {RUN_DIR}/apply.lock for over "
+                        f"{timeout:.0f}s; try again later"
+                    ) from None
+                if not told:
+                    print("masktool: waiting for another masktool apply to finish", file=sys.stderr)
+                    told = True
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _observe_plan(

@@ -73,13 +73,33 @@ class Plan:
 
 
 def plan(policy: Policy, observed: Mapping[str, UnitObservation], live: bool) -> Plan:
-    units = tuple(
-        _plan_mask(r, observed[r.unit], live)
-        if r.action == "mask"
-        else _plan_unmask(r, observed[r.unit], live)
-        for r in policy.rules
-    )
-    return Plan(mode=policy.mode, live=live, units=units)
+    # Two rules can name one unit through an alias; if they disagree, neither is carried out.
+    actions_by_unit: dict[str, set[str]] = {}
+    for r in policy.rules:
+        actions_by_unit.setdefault(observed[r.unit].unit, set()).add(r.action)
+    units = []
+    for r in policy.rules:
+        o = observed[r.unit]
+        if len(actions_by_unit[o.unit]) > 1:
+            others = [x for x in policy.rules if x is not r and observed[x.unit].unit == o.unit]
+            where = ", ".join(f"{x.action} {x.unit} at {x.source}" for x in others)
+            units.append(
+                UnitPlan(
+                    r,
+                    o,
+                    o.mask_state(),
+                    False,
+                    refusal=(
+                        f"{r.unit} and the rule(s) {where} name the same unit {o.unit} "
+                        "but disagree; keep one"
+                    ),
+                )
+            )
+        elif r.action == "mask":
+            units.append(_plan_mask(r, o, live))
+        else:
+            units.append(_plan_unmask(r, o, live))
+    return Plan(mode=policy.mode, live=live, units=tuple(units))
 
 
 def _alias_note(o: UnitObservation) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 from tests.integration.conftest import Host
 
@@ -280,3 +282,59 @@ def test_generator_mask_is_vendor_and_cannot_be_unmasked(host: Host) -> None:
     finally:
         host.sb.path("/etc/systemd/system-generators/t17-mask").unlink()
         host.systemctl("daemon-reload")
+
+
+def test_concurrent_applies_are_serialised(host: Host) -> None:
+    host.vendor_unit("t18.service")
+    p = host.policy("t18", "version: 1\nmask:\n  - t18.service\n")
+    script = (
+        f"{host.masktool} apply --json --policy {p} > /tmp/t18-a & "
+        f"{host.masktool} apply --json --policy {p} > /tmp/t18-b & "
+        "wait %1 && wait %2"
+    )
+    assert host.sb.run(["sh", "-c", script], check=False).returncode == 0
+
+    docs = [json.loads(host.sb.path(f"/tmp/t18-{x}").read_text()) for x in "ab"]
+    masks = [c for d in docs for c in d["changes"] if c["what"] == "mask"]
+    assert len(masks) == 1, docs
+    assert all(d["after"]["compliant"] for d in docs)
+
+
+def test_plan_exit_codes_and_why_without_rule(host: Host) -> None:
+    p = host.policy("t19", "version: 1\nmask:\n  - t19.service\n")
+    assert host.masktool_run("plan", "--policy", p).returncode == 1
+    assert host.masktool_run("apply", "--policy", p).returncode == 0
+    res = host.masktool_run("plan", "--policy", p)
+    assert res.returncode == 0
+    assert "nothing to do" in res.stdout
+    why = host.masktool_run("why", "cron.service", "--policy", p)
+    assert why.returncode == 0
+    assert "no rule in the policy names cron.service" in why.stdout
+    bad = host.masktool_run("why", "not a unit", "--policy", p)
+    assert bad.returncode == 2
+    assert "invalid unit name" in bad.stderr
+
+
+def test_journal_entry_for_a_mask(host: Host) -> None:
+    host.vendor_unit("t20.service")
+    p = host.policy("t20", "version: 1\nmask:\n  - unit: t20.service\n    reason: audit-me\n")
+    assert host.masktool_run("apply", "--policy", p).returncode == 0
+    # journald takes the datagram asynchronously: give it a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        out = host.sb.run(
+            ["journalctl", "--no-pager", "-o", "json", "-u", "t20.service", "MASKTOOL_ACTION=mask"]
+        ).stdout
+        if out or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert len(entries) == 1, out
+    e = entries[0]
+    assert e["MASKTOOL_UNIT"] == "t20.service"
+    assert e["MASKTOOL_POLICY"] == f"{p}:3"
+    assert e["MASKTOOL_REASON"] == "audit-me"
+    assert e["MASKTOOL_WANT"] == "masked"
+    assert e["MASKTOOL_HAVE"].startswith("masked (LoadState=masked")
+    assert e["MESSAGE_ID"] == "b63ff736da4248fdad21b9bd4cca21f6"
+    assert int(e["MASKTOOL_LATENCY_USEC"]) > 0

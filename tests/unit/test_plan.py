@@ -155,3 +155,14 @@ def test_unmask_compliant_when_systemd_agrees() -> None:
 def test_not_installed_unit_is_premasked() -> None:
     o = obs("gone.service", live=L("not-found", name="gone.service"))
     assert steps(rule("gone.service"), o) == [(Step.MASK, "gone.service")]
+
+
+def test_alias_and_real_name_with_opposite_rules_are_both_refused() -> None:
+    real = obs("real.service", (USR, EntryKind.UNIT_FILE))
+    alias = UnitObservation(
+        "nick.service", "real.service", real.entries, alias_chain=("nick.service",)
+    )
+    rules = (rule("nick.service"), rule("real.service", "unmask"))
+    p = plan(Policy("enforce", rules), {"nick.service": alias, "real.service": real}, live=False)
+    assert all(u.refusal and not u.actions for u in p.units)
+    assert "name the same unit real.service" in p.units[0].refusal
