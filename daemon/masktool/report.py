@@ -38,6 +38,7 @@ def unit_json(u: UnitPlan) -> dict[str, Any]:
         "want": u.want,
         "state": u.state.value,
         "compliant": u.compliant,
+        "installed": o.installed,
         "load_state": o.live.load_state if o.live else None,
         "active_state": o.live.active_state if o.live else None,
         "instances": [
