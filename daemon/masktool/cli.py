@@ -130,8 +130,13 @@ def _apply_lock(wanted: bool, timeout: float = 120.0) -> Iterator[None]:
     if not wanted:
         yield
         return
-    RUN_DIR.mkdir(mode=0o755, exist_ok=True)
-    fd = os.open(RUN_DIR / "apply.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        RUN_DIR.mkdir(mode=0o755, exist_ok=True)
+        fd = os.open(RUN_DIR / "apply.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise UsageError(
+            f"cannot take {RUN_DIR}/apply.lock ({e.strerror}); apply needs root"
+        ) from e
     try:
         deadline = time.monotonic() + timeout
         told = False
