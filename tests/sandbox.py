@@ -96,6 +96,7 @@ mkdir -p run/systemd/system
 for b in "$@"; do
     case "$b" in
         mask=*) ln -s /dev/null "run/systemd/system/${b#mask=}" ;;
+        *:*) mkdir -p ".${b#*:}"; mount --rbind "${b%%:*}" ".${b#*:}" ;;
         *) mkdir -p ".$b"; mount --rbind "$b" ".$b" ;;
     esac
 done
@@ -138,7 +139,11 @@ class Sandbox:
     """One booted systemd. Use as a context manager; `boot()` blocks until it is up."""
 
     def __init__(self, binds: Sequence[str] = (), extra_masks: Sequence[str] = ()) -> None:
-        self.binds = [str(Path(b).resolve()) for b in binds]
+        # "DIR" appears at the same path inside; "DIR:INSIDE" at INSIDE.
+        self.binds = [
+            ":".join(str(Path(p).resolve()) if i == 0 else p for i, p in enumerate(b.split(":", 1)))
+            for b in binds
+        ]
         self.masks = [*HOST_TOUCHING_UNITS, *extra_masks]
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None

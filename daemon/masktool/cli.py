@@ -4,13 +4,11 @@ exit codes of DESIGN.md (0 ok, 1 drift / not all remediated, 2 usage, policy or 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from masktool.backend import ApplyResult
 from masktool.backend.live import apply_live
 from masktool.backend.offline import apply_offline
 from masktool.journal import apply_entries, journal_sender, send_all
+from masktool.lock import LockError, apply_lock
 from masktool.observe import UnitObservation, UnitTree, observe
 from masktool.plan import Plan, plan
 from masktool.policy import Policy, PolicyError, load_policy
@@ -35,7 +34,6 @@ from masktool.systemd_bus import Systemd, SystemdError
 from masktool.units import template_of, unit_name_error
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
-RUN_DIR = Path("/run/masktool")
 
 
 class UsageError(Exception):
@@ -79,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     common(why, js=False)
     d = sub.add_parser("daemon", help="enforce continuously (see masktool.service)")
     common(d, root=False, js=False)
+    d.add_argument(
+        "--backstop",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="full reconcile this often, in case inotify lost events (default 600)",
+    )
     return ap
 
 
@@ -94,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemdError as e:
         print(f"masktool: systemd: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except UsageError as e:
+    except (UsageError, LockError) as e:
         print(f"masktool: {e}", file=sys.stderr)
         return EXIT_ERROR
 
@@ -103,13 +108,16 @@ def _run(args: argparse.Namespace) -> int:
     root: str | None = getattr(args, "root", None)
     if root is not None and not Path(root).is_dir():
         raise UsageError(f"--root {root}: not a directory")
+    if args.command == "daemon":
+        # The daemon loads (and reloads) the policy itself: a bad one must not stop it.
+        from masktool.daemon import run_daemon
+
+        return run_daemon(tuple(args.policy), args.backstop)
     policy = load_policy(args.policy, root or "/")
     if args.command == "validate":
         n = len(policy.rules)
         print(f"policy ok: {n} rule(s) from {len(policy.files)} file(s), mode {policy.mode}")
         return EXIT_OK
-    if args.command == "daemon":
-        raise UsageError("the daemon is not part of this build yet; use 'masktool apply'")
     if root is not None:
         return _dispatch(args, policy, root, None)
     try:
@@ -119,44 +127,8 @@ def _run(args: argparse.Namespace) -> int:
             f"cannot reach systemd over D-Bus ({e}); run as root on a booted "
             "system, or use --root DIR for an unbooted tree"
         ) from e
-    with systemd, _apply_lock(args.command == "apply"):
+    with systemd, apply_lock() if args.command == "apply" else nullcontext():
         return _dispatch(args, policy, None, systemd)
-
-
-@contextmanager
-def _apply_lock(wanted: bool, timeout: float = 120.0) -> Iterator[None]:
-    """One apply at a time on a host (the daemon and an admin's CLI): the second waits, so it
-    plans from the state the first one left."""
-    if not wanted:
-        yield
-        return
-    try:
-        RUN_DIR.mkdir(mode=0o755, exist_ok=True)
-        fd = os.open(RUN_DIR / "apply.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise UsageError(
-            f"cannot take {RUN_DIR}/apply.lock ({e.strerror}); apply needs root"
-        ) from e
-    try:
-        deadline = time.monotonic() + timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise UsageError(
-                        f"another masktool apply holds {RUN_DIR}/apply.lock for over "
-                        f"{timeout:.0f}s; try again later"
-                    ) from None
-                if not told:
-                    print("masktool: waiting for another masktool apply to finish", file=sys.stderr)
-                    told = True
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _observe_plan(

@@ -22,6 +22,7 @@ MESSAGE_IDS: Mapping[str, str] = {
     "error": "1131e7cabb6b4f458e64484cc4b33454",
     "policy-loaded": "f166355755a340cabf06d35778da6955",
     "policy-rejected": "c0621c3064ba41a893ce5051af73ba80",
+    "flap": "66113930f9334ef18924cc95e9e486c8",
 }
 
 PRIORITY = {
@@ -33,6 +34,7 @@ PRIORITY = {
     "error": 3,
     "policy-loaded": 6,
     "policy-rejected": 3,
+    "flap": 4,
 }
 
 Sender = Callable[..., None]
@@ -109,15 +111,7 @@ def apply_entries(
                 )
             )
         if u.refusal:
-            entries.append(
-                _fields(
-                    "refuse",
-                    u,
-                    f"masktool refused to {u.rule.action} {unit}: {u.refusal}",
-                    MASKTOOL_HAVE=u.state.value,
-                    **extra,
-                )
-            )
+            entries.append(refusal_entry(u) | extra)
     for unit, message in result.errors:
         target = next((u for u in before.units if u.obs.unit == unit), None)
         if target is not None:
@@ -131,17 +125,75 @@ def apply_entries(
                 )
             )
         else:
-            entries.append(
-                {
-                    "MESSAGE": f"masktool: {message}",
-                    "MESSAGE_ID": MESSAGE_IDS["error"],
-                    "PRIORITY": str(PRIORITY["error"]),
-                    "SYSLOG_IDENTIFIER": "masktool",
-                    "MASKTOOL_ACTION": "error",
-                    **extra,
-                }
-            )
+            entries.append(error_entry(message) | extra)
     return entries
+
+
+def _plain(kind: str, message: str, **extra: str) -> dict[str, str]:
+    return {
+        "MESSAGE": message,
+        "MESSAGE_ID": MESSAGE_IDS[kind],
+        "PRIORITY": str(PRIORITY[kind]),
+        "SYSLOG_IDENTIFIER": "masktool",
+        "MASKTOOL_ACTION": kind,
+        **extra,
+    }
+
+
+def refusal_entry(u: UnitPlan) -> dict[str, str]:
+    message = f"masktool refused to {u.rule.action} {u.obs.unit}: {u.refusal}"
+    return _fields("refuse", u, message, MASKTOOL_HAVE=u.state.value)
+
+
+def error_entry(message: str) -> dict[str, str]:
+    return _plain("error", f"masktool: {message}", MASKTOOL_REASON=message)
+
+
+def drift_entries(p: Plan) -> list[dict[str, str]]:
+    """Audit mode: what is not as the policy wants, and what apply would do about it."""
+    out = []
+    for u in p.units:
+        if u.compliant:
+            continue
+        would = ", ".join(f"{a.step.value} {a.unit}" for a in u.actions) or u.refusal
+        message = (
+            f"masktool (audit): {u.obs.unit} is {u.state.value}, the policy wants {u.want} "
+            f"({u.rule.source}); would: {would}"
+        )
+        out.append(_fields("drift", u, message, MASKTOOL_HAVE=u.state.value))
+    return out
+
+
+def policy_loaded_entry(files: tuple[str, ...], rules: int, mode: str) -> dict[str, str]:
+    return _plain(
+        "policy-loaded",
+        f"masktool: policy loaded: {rules} rule(s) from {len(files)} file(s), mode {mode}",
+        MASKTOOL_POLICY=" ".join(files),
+        MASKTOOL_RULES=str(rules),
+        MASKTOOL_MODE=mode,
+    )
+
+
+def policy_rejected_entry(problems: list[tuple[str, str]], kept: bool) -> dict[str, str]:
+    first = f"{problems[0][0]}: {problems[0][1]}" if problems else "unknown problem"
+    kept_text = "the last good policy stays in force" if kept else "no policy is in force"
+    return _plain(
+        "policy-rejected",
+        f"masktool: new policy rejected, {kept_text}: {first}",
+        MASKTOOL_POLICY=problems[0][0] if problems else "",
+        MASKTOOL_REASON="\n".join(f"{w}: {m}" for w, m in problems),
+    )
+
+
+def flap_entry(u: UnitPlan, changes: int, window: float, delay: float) -> dict[str, str]:
+    message = (
+        f"masktool: {u.obs.unit} was put back {changes} times in {window:.0f}s; something "
+        f"keeps undoing the policy. Backing off {delay:.0f}s for this unit; everything else "
+        "is still enforced"
+    )
+    return _fields(
+        "flap", u, message, MASKTOOL_HAVE=u.state.value, MASKTOOL_BACKOFF_SEC=f"{delay:.0f}"
+    )
 
 
 def send_all(entries: list[dict[str, str]], send: Sender) -> None:

@@ -68,6 +68,7 @@ class Systemd:
     def __init__(self, private: bool = False) -> None:
         self._private = private
         self._bus: DBus | None = None
+        self.reconnects = 0  # the daemon reconciles everything after a reconnect
 
     def _connect(self) -> DBus:
         bus: DBus = DBusAddress(PRIVATE_SOCKET, True) if self._private else DBus()
@@ -98,20 +99,36 @@ class Systemd:
 
     def call(self, method: str, signature: bytes = b"", *args: Any) -> Any:
         packed = apply_signature(signature, list(args)) if signature else []
-        for attempt in (1, 2):
-            if self._bus is None:
-                self.open()
-            assert self._bus is not None
+        for attempt in (1, 2, 3):
             try:
+                if self._bus is None:
+                    self._reopen()
+                assert self._bus is not None
                 return self._bus.call_method(DEST, PATH, MANAGER, method.encode(), packed).body
             except DBusBaseError as e:
                 lost = -e.errno in _CONNECTION_ERRNOS or type(e).__name__ in _RETRY_NAMES
-                if lost and attempt == 1:
+                if lost and attempt < 3:
                     self.close()
-                    time.sleep(0.05)
+                    time.sleep(0.05 * attempt)
                     continue
                 raise SystemdError(method, _error_name(e), _message(e)) from e
         raise AssertionError("unreachable")
+
+    def _reopen(self) -> None:
+        """A new connection after one died: the system bus if it is back, else PID 1's private
+        socket (the bus is down while dbus restarts; the socket is down during a reexec)."""
+        self.reconnects += 1
+        self._bus = None
+        bus: DBus
+        try:
+            bus = DBus()
+            bus.open()
+            private = False
+        except DBusBaseError:
+            bus = DBusAddress(PRIVATE_SOCKET, True)
+            bus.open()
+            private = True
+        self._bus, self._private = bus, private
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ class Change:
     unit: str
     what: str  # mask, mask-runtime, unmask, enable, displace, reload, stop
     detail: str = ""
+    path: str = ""  # the file written or removed, when there is one
 
 
 @dataclass

@@ -30,7 +30,8 @@ def apply_live(
     for u in by_step[Step.DISPLACE]:
         try:
             dest = displace(Path("/"), _ETC, u.obs.unit, stamp)
-            res.changes.append(Change(u.obs.unit, "displace", f"{ETC_DIR}/{u.obs.unit} -> {dest}"))
+            src = f"{ETC_DIR}/{u.obs.unit}"
+            res.changes.append(Change(u.obs.unit, "displace", f"{src} -> {dest}", src))
         except (OSError, NotAMaskError) as e:
             failed_displace.add(u.obs.unit)
             res.error(u.obs.unit, f"could not displace {ETC_DIR}/{u.obs.unit}: {e}")
@@ -89,7 +90,7 @@ def _batch(res: ApplyResult, what: str, names: list[str], call: object) -> None:
         unit = path.rsplit("/", 1)[-1]
         if kind in ("symlink", "unlink"):
             res.changes.append(
-                Change(unit, what, f"{kind} {path}" + (f" -> {dest}" if dest else ""))
+                Change(unit, what, f"{kind} {path}" + (f" -> {dest}" if dest else ""), path)
             )
         else:
             # e.g. "masked by generator": reported as success, changed nothing.

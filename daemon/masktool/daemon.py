@@ -1,0 +1,431 @@
+"""The enforcing daemon: the engine's loop driven by inotify events, policy reloads and a slow
+backstop timer. All wiring lives here; every stage it calls is handed what it needs.
+
+One thread does the work. watchdog's threads and the signal handlers only put small records on a
+SimpleQueue (safe to call from a signal handler), and the loop takes them off with a timeout that
+is the nearest deadline: coalescing a burst, the backstop, the watchdog ping, a unit's back-off.
+Nothing polls: with no events and no WatchdogSec the process sleeps until the backstop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from types import FrameType
+
+from masktool.backend.live import apply_live
+from masktool.journal import (
+    Sender,
+    apply_entries,
+    drift_entries,
+    error_entry,
+    flap_entry,
+    policy_loaded_entry,
+    policy_rejected_entry,
+    refusal_entry,
+    send_all,
+)
+from masktool.lock import LockError, apply_lock
+from masktool.observe import observe
+from masktool.plan import Plan, plan
+from masktool.policy import (
+    DEFAULT_POLICY,
+    DEFAULT_POLICY_DIR,
+    SITE_BUNDLE_DIR,
+    Policy,
+    PolicyError,
+    load_policy,
+)
+from masktool.systemd_bus import Systemd, SystemdError
+from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
+from masktool.watch import HandlerError, Overflow, PolicyEvent, UnitEvent, Watcher, WatchItem
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SignalItem:
+    signum: int
+
+
+@dataclass
+class DaemonConfig:
+    policy_args: tuple[str, ...] = ()
+    backstop: float = 600.0  # full reconcile this often: inotify can lose events
+    coalesce: float = 0.005  # gather a burst of events this long before acting
+    policy_settle: float = 0.1  # editors write several times: wait this long after the last
+    flap_changes: int = 5  # this many put-backs of one unit ...
+    flap_window: float = 60.0  # ... within this many seconds is a flap
+    flap_first_delay: float = 10.0
+    flap_max_delay: float = 600.0
+    own_write_window: float = 5.0  # how long an expected inotify event of our own is awaited
+    retry_delay: float = 5.0  # after a failed reconcile (systemd unreachable, ...)
+
+
+@dataclass
+class Stats:
+    fixed: int = 0
+    refused: int = 0
+    errors: int = 0
+    reconciles: int = 0
+    reloads: int = 0
+    last_event: str = "none"
+
+
+@dataclass
+class _Flap:
+    times: deque[float] = field(default_factory=deque)  # recent put-backs
+    until: float = 0.0  # held (not enforced) until then
+    delay: float = 0.0  # the last back-off, doubled when the unit flaps again soon after
+    last_flap: float = 0.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        systemd: Systemd,
+        send: Sender,
+        notify: Notify,
+    ) -> None:
+        self.cfg = config
+        self.systemd = systemd
+        self.send = send
+        self.notify = notify
+        self.queue: SimpleQueue[WatchItem | SignalItem] = SimpleQueue()
+        self.policy: Policy | None = None
+        self.stats = Stats()
+        self.stopping = False
+        self._watcher: Watcher | None = None
+        self._pending: set[str] = set()  # policy units named by events since the last reconcile
+        self._pending_since: float | None = None  # when the oldest of them arrived
+        self._full_due: float = 0.0  # monotonic time of the next full reconcile
+        self._policy_due: float | None = None
+        self._flaps: dict[str, _Flap] = {}
+        self._expected: dict[tuple[str, str], list[float]] = {}  # (path, kind) -> expiries
+        self._reported: dict[str, str] = {}  # unit -> last refusal/drift journaled for it
+        self._names: dict[str, set[str]] = {}  # entry name -> policy units it concerns
+        self._reconnects = systemd.reconnects
+        interval = _watchdog_interval()
+        self._ping_every = interval
+        self._ping_due = time.monotonic() + interval if interval else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        self._load_policy()
+        self._restart_watcher()
+        # Drift made while the daemon was down is fixed before it reports ready.
+        self._reconcile(None, time.monotonic())
+        self.notify("READY=1\nSTATUS=" + self.status())
+        try:
+            while not self.stopping:
+                self._step()
+        finally:
+            self.notify("STOPPING=1")
+            if self._watcher is not None:
+                self._watcher.stop()
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.queue.put(SignalItem(signum))
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        deadlines = [self._full_due]
+        if self._pending_since is not None:
+            deadlines.append(self._pending_since + self.cfg.coalesce)
+        if self._policy_due is not None:
+            deadlines.append(self._policy_due)
+        if self._ping_due is not None:
+            deadlines.append(self._ping_due)
+        deadlines.extend(f.until for f in self._flaps.values() if f.until > now)
+        timeout = max(0.0, min(deadlines) - now)
+        try:
+            item = self.queue.get(timeout=timeout)
+            self._handle(item)
+            # Take what else is already queued before acting: a burst becomes one reconcile.
+            while True:
+                self._handle(self.queue.get_nowait())
+        except Empty:
+            pass
+        self._run_due()
+
+    def _handle(self, item: WatchItem | SignalItem) -> None:
+        if isinstance(item, SignalItem):
+            if item.signum == signal.SIGHUP:
+                self._policy_due = time.monotonic()
+            else:
+                self.stopping = True
+        elif isinstance(item, UnitEvent):
+            self._on_unit_event(item)
+        elif isinstance(item, PolicyEvent):
+            self._policy_due = item.at + self.cfg.policy_settle
+        elif isinstance(item, Overflow):
+            self._journal(
+                [error_entry("inotify queue overflowed; events were lost: reconciling every unit")]
+            )
+            self._full_due = time.monotonic()
+        elif isinstance(item, HandlerError):
+            self._journal([error_entry(item.message)])
+
+    def _run_due(self) -> None:
+        now = time.monotonic()
+        if self.stopping:
+            return
+        if self._policy_due is not None and now >= self._policy_due:
+            self._policy_due = None
+            if self._load_policy():
+                self._restart_watcher()
+                self._full_due = now
+        if now >= self._full_due:
+            self._reconcile(None, now)
+        elif self._pending_since is not None and now >= self._pending_since + self.cfg.coalesce:
+            units, since = self._pending, self._pending_since
+            self._pending, self._pending_since = set(), None
+            self._reconcile(units, since)
+        released = [u for u, f in self._flaps.items() if f.until and f.until <= now]
+        if released:
+            for u in released:
+                self._flaps[u].until = 0.0
+            self._reconcile(set(released), now)
+        if self._ping_due is not None and now >= self._ping_due:
+            self.notify("WATCHDOG=1")
+            self._ping_due = now + (self._ping_every or 0)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_unit_event(self, ev: UnitEvent) -> None:
+        path = f"{ev.directory}/{ev.name}"
+        if self._consume_expected(path, ev.kind, ev.at):
+            return  # a link PID 1 wrote or removed for us
+        units = self._names.get(ev.name, set())
+        if not units and is_instance(ev.name):
+            units = self._names.get(template_of(ev.name), set())
+        if not units:
+            return
+        self.stats.last_event = f"{ev.kind} {path} at {_wallclock()}"
+        self._pending |= units
+        if self._pending_since is None:
+            self._pending_since = ev.at
+
+    def _consume_expected(self, path: str, kind: str, at: float) -> bool:
+        expiries = self._expected.get((path, kind))
+        while expiries and expiries[0] < at:
+            expiries.pop(0)
+        if not expiries:
+            self._expected.pop((path, kind), None)
+            return False
+        expiries.pop(0)
+        return True
+
+    def _expect_own_writes(self, paths: Iterable[tuple[str, str]]) -> None:
+        until = time.monotonic() + self.cfg.own_write_window
+        for path, kind in paths:
+            self._expected.setdefault((path, kind), []).append(until)
+
+    # -- policy ------------------------------------------------------------------------------
+
+    def _load_policy(self) -> bool:
+        try:
+            new = load_policy(self.cfg.policy_args, "/")
+        except PolicyError as e:
+            self._journal([policy_rejected_entry(e.problems, kept=self.policy is not None)])
+            return False
+        self.policy = new
+        self._reported = {}
+        self._names = {}
+        for r in new.rules:
+            self._names.setdefault(r.unit, set()).add(r.unit)
+        self._journal([policy_loaded_entry(new.files, len(new.rules), new.mode)])
+        return True
+
+    def _policy_dirs(self) -> list[str]:
+        dirs = [str(Path(DEFAULT_POLICY).parent), DEFAULT_POLICY_DIR, SITE_BUNDLE_DIR]
+        for a in self.cfg.policy_args:
+            p = Path(a)
+            dirs.append(str(p if p.is_dir() else p.parent))
+        if self.policy is not None:
+            dirs.extend(str(Path(f).parent) for f in self.policy.files)
+        return dirs
+
+    def _restart_watcher(self) -> None:
+        dirs = self._policy_dirs()
+        if self._watcher is not None:
+            if self._watcher.policy_dirs == [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]:
+                return
+            self._watcher.stop()
+        self._watcher = Watcher([ETC_DIR, RUN_DIR], dirs, self.queue.put)
+        self._watcher.start()
+
+    # -- reconciling -------------------------------------------------------------------------
+
+    def _reconcile(self, units: set[str] | None, since: float) -> None:
+        """Make the units named (all when None) match the policy, verify, journal."""
+        if units is None:
+            self._full_due = time.monotonic() + self.cfg.backstop
+            self._pending, self._pending_since = set(), None
+        pol = self.policy
+        if pol is None:
+            return
+        now = time.monotonic()
+        rules = [r for r in pol.rules if units is None or r.unit in units]
+        held = [r for r in rules if self._flaps.get(r.unit, _Flap()).until > now]
+        rules = [r for r in rules if r not in held]
+        if not rules:
+            return
+        sub = Policy(pol.mode, tuple(rules))
+        names = [r.unit for r in rules]
+        self.stats.reconciles += 1
+        try:
+            with apply_lock(timeout=60):
+                self._converge(sub, names, since, units)
+        except (SystemdError, OSError, LockError) as e:
+            self.stats.errors += 1
+            self._journal(
+                [error_entry(f"reconcile failed, retrying in {self.cfg.retry_delay:.0f}s: {e}")]
+            )
+            self._full_due = min(self._full_due, time.monotonic() + self.cfg.retry_delay)
+        if self.systemd.reconnects != self._reconnects:
+            # A new connection (dbus restarted, systemd re-executed): anything may have changed.
+            self._reconnects = self.systemd.reconnects
+            self._full_due = time.monotonic()
+        self.notify("STATUS=" + self.status())
+
+    def _converge(
+        self, sub: Policy, names: list[str], since: float, asked: set[str] | None
+    ) -> None:
+        query = sorted(asked) if asked is not None else []
+        for _attempt in range(3):
+            obs = observe(names, "/", self.systemd, query)
+            before = plan(sub, obs, live=True)
+            self._learn_names(before)
+            if sub.mode == "audit":
+                self._report_once(before, drift_entries(before))
+                return
+            self._report_once(before, [])
+            if not before.actions:
+                return
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            res = apply_live(before, self.systemd, stamp)
+            self._expect_own_writes(
+                (c.path, "created" if c.detail.startswith("symlink") else "deleted")
+                for c in res.changes
+                if c.path
+            )
+            acted = [u.obs.unit for u in before.units if u.actions]
+            after = plan(sub, observe(names, "/", self.systemd, acted), live=True)
+            latency = int((time.monotonic() - since) * 1e6)
+            entries = [
+                e
+                for e in apply_entries(before, res, after, latency)
+                if e["MASKTOOL_ACTION"] != "refuse"
+            ]
+            self._journal(entries)
+            self.stats.reloads += res.reloads
+            changed = {c.unit for c in res.changes if c.unit}
+            self.stats.fixed += len(changed)
+            self._note_flaps(after, changed)
+            if after.compliant or not after.actions:
+                return
+            query = [u.obs.unit for u in after.units if not u.compliant]
+            since = time.monotonic()
+
+    def _learn_names(self, p: Plan) -> None:
+        """Events name entries; remember which names (aliases) lead to which policy units."""
+        for u in p.units:
+            for n in (u.obs.unit, *u.obs.alias_chain):
+                self._names.setdefault(n, set()).add(u.rule.unit)
+
+    def _report_once(self, p: Plan, drift: list[dict[str, str]]) -> None:
+        """Refusals and audit drift are journaled when they appear or change, not on every pass."""
+        by_unit = {e["MASKTOOL_UNIT"]: e for e in drift}
+        out: list[dict[str, str]] = []
+        for u in p.units:
+            key = u.refusal or (by_unit[u.obs.unit]["MESSAGE"] if u.obs.unit in by_unit else "")
+            if self._reported.get(u.obs.unit, "") == key:
+                continue
+            self._reported[u.obs.unit] = key
+            if u.refusal:
+                self.stats.refused += 1
+                out.append(refusal_entry(u))
+            elif u.obs.unit in by_unit:
+                out.append(by_unit[u.obs.unit])
+        self._journal(out)
+
+    def _note_flaps(self, after: Plan, changed: set[str]) -> None:
+        now = time.monotonic()
+        for u in after.units:
+            if u.obs.unit not in changed:
+                continue
+            f = self._flaps.setdefault(u.rule.unit, _Flap())
+            f.times.append(now)
+            while f.times[0] < now - self.cfg.flap_window:
+                f.times.popleft()
+            if len(f.times) < self.cfg.flap_changes:
+                continue
+            # Flapping again soon after the last back-off ended: back off twice as long.
+            again = f.last_flap and now - f.last_flap < self.cfg.flap_window + 2 * f.delay
+            f.delay = min(
+                self.cfg.flap_max_delay, f.delay * 2 if again else self.cfg.flap_first_delay
+            )
+            f.until, f.last_flap = now + f.delay, now
+            self._journal([flap_entry(u, len(f.times), self.cfg.flap_window, f.delay)])
+            f.times.clear()
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _journal(self, entries: list[dict[str, str]]) -> None:
+        if entries:
+            send_all(entries, self.send)
+
+    def status(self) -> str:
+        pol = self.policy
+        if pol is None:
+            return "no valid policy: enforcing nothing (see journalctl -u masktool)"
+        held = sum(1 for f in self._flaps.values() if f.until > time.monotonic())
+        return (
+            f"{pol.mode}: {len(pol.rules)} unit(s); drift fixed {self.stats.fixed}; "
+            f"refused {self.stats.refused}; reloads {self.stats.reloads}; backing off {held}; "
+            f"last event: {self.stats.last_event}"
+        )
+
+
+def _watchdog_interval() -> float | None:
+    """Half of WatchdogSec=, when systemd asks this process for pings."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2e6
+
+
+def _wallclock() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_daemon(policy_args: tuple[str, ...], backstop: float) -> int:
+    from systemd import daemon as sd_daemon
+
+    from masktool.journal import journal_sender
+
+    def notify(state: str) -> None:
+        sd_daemon.notify(state)
+
+    with Systemd() as systemd:
+        d = Daemon(
+            DaemonConfig(policy_args=policy_args, backstop=backstop),
+            systemd,
+            journal_sender(),
+            notify,
+        )
+        return d.run()

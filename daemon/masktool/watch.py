@@ -1,0 +1,143 @@
+"""inotify (watchdog) → events for the daemon's queue.
+
+Unit directories are watched for created, deleted and moved entries only: the inotify mask itself
+leaves out opens, reads and writes, so a daemon-reload reading every unit file wakes nothing.
+Policy directories also report finished writes (editors that rewrite a file in place).
+The handler only puts small records on a queue; all work happens on the daemon's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.inotify import InotifyObserver
+
+
+@dataclass(frozen=True)
+class UnitEvent:
+    name: str  # the entry's name: a unit name, or something else in the directory
+    directory: str
+    kind: str  # created | deleted
+    at: float  # time.monotonic() when it was read
+
+
+@dataclass(frozen=True)
+class PolicyEvent:
+    path: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """The kernel's inotify queue overflowed: events were lost."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class HandlerError:
+    message: str
+
+
+WatchItem = UnitEvent | PolicyEvent | Overflow | HandlerError
+Sink = Callable[[WatchItem], None]
+
+_UNIT_EVENTS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent]
+_POLICY_EVENTS: list[type[FileSystemEvent]] = [*_UNIT_EVENTS, FileClosedEvent]
+
+
+def _text(p: bytes | str) -> str:
+    return os.fsdecode(p)
+
+
+class _UnitDirHandler(FileSystemEventHandler):
+    def __init__(self, directory: str, sink: Sink) -> None:
+        self.directory = directory
+        self.sink = sink
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        # Errors here would end watchdog's dispatch thread: report them and carry on.
+        try:
+            now = time.monotonic()
+            if event.event_type == "moved":
+                self._emit(_text(event.src_path), "deleted", now)
+                self._emit(_text(event.dest_path), "created", now)
+            elif event.event_type in ("created", "deleted"):
+                self._emit(_text(event.src_path), event.event_type, now)
+        except Exception as e:  # noqa: BLE001 - reported to the daemon, which journals it
+            self.sink(HandlerError(f"inotify handler for {self.directory}: {e!r}"))
+
+    def _emit(self, path: str, kind: str, now: float) -> None:
+        d, name = os.path.split(path)
+        if d == self.directory:
+            self.sink(UnitEvent(name, d, kind, now))
+
+
+class _PolicyDirHandler(FileSystemEventHandler):
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            for p in (event.src_path, getattr(event, "dest_path", "")):
+                path = _text(p)
+                if path.endswith(".yaml"):
+                    self.sink(PolicyEvent(path, time.monotonic()))
+        except Exception as e:  # noqa: BLE001 - reported to the daemon, which journals it
+            self.sink(HandlerError(f"inotify handler for policy files: {e!r}"))
+
+
+class _OverflowLog(logging.Handler):
+    """watchdog logs a lost-events overflow and carries on; this turns the log record into an
+    event so the daemon runs a full reconcile at once instead of at the next backstop."""
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.sink(Overflow(time.monotonic()))
+
+
+class Watcher:
+    def __init__(self, unit_dirs: Iterable[str], policy_dirs: Iterable[str], sink: Sink) -> None:
+        self.sink = sink
+        self.unit_dirs = [d for d in dict.fromkeys(unit_dirs) if Path(d).is_dir()]
+        self.policy_dirs = [d for d in dict.fromkeys(policy_dirs) if Path(d).is_dir()]
+        self._observer: InotifyObserver | None = None
+        self._log_handler = _OverflowLog(sink)
+
+    def start(self) -> None:
+        obs = InotifyObserver()
+        for d in self.unit_dirs:
+            obs.schedule(
+                _UnitDirHandler(d, self.sink), d, recursive=False, event_filter=_UNIT_EVENTS
+            )
+        policy_handler = _PolicyDirHandler(self.sink)
+        for d in self.policy_dirs:
+            obs.schedule(policy_handler, d, recursive=False, event_filter=_POLICY_EVENTS)
+        logging.getLogger("watchdog.observers.inotify_c").addHandler(self._log_handler)
+        obs.daemon = True
+        obs.start()
+        self._observer = obs
+
+    def stop(self) -> None:
+        logging.getLogger("watchdog.observers.inotify_c").removeHandler(self._log_handler)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None

@@ -1,0 +1,248 @@
+"""masktool.service in a booted systemd: the hardened unit from the tree, run as a package would
+install it, enforcing /etc/masktool/policy.yaml."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Host
+
+STORM = [f"dz-storm-{i:03d}.service" for i in range(200)]
+BASE_RULES = ["dz-a.service", "dz-b.service", "dz-flap.service", "dz-keep.service", *STORM]
+
+
+def policy_text(extra: str = "", mode: str = "enforce") -> str:
+    masks = "".join(f"  - {u}\n" for u in BASE_RULES)
+    return (
+        f"version: 1\nmode: {mode}\nmask:\n  - unit: dz-a.service\n    reason: daemon test\n"
+        f"{masks.replace('  - dz-a.service' + chr(10), '')}{extra}"
+        "unmask:\n  - dz-c.service\n"
+    )
+
+
+def write_policy(host: Host, text: str) -> None:
+    """Atomically, as a careful admin or a CM tool would: write aside, rename into place."""
+    final = host.sb.path("/etc/masktool/policy.yaml")
+    tmp = final.with_name(".policy.yaml.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    tmp.rename(final)
+
+
+def wait_until(what: str, fn: Callable[[], bool], timeout: float = 10.0) -> float:
+    start = time.monotonic()
+    while not fn():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def masked_link(host: Host, unit: str) -> bool:
+    p = host.etc(unit)
+    return p.is_symlink() and os.readlink(p) == "/dev/null"
+
+
+def journal(host: Host, *matches: str) -> list[dict[str, str]]:
+    out = host.sb.run(["journalctl", "--no-pager", "-o", "json", *matches]).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def status(host: Host) -> str:
+    return host.systemctl("show", "-p", "StatusText", "--value", "masktool.service").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def daemon(host: Host) -> Iterator[Host]:
+    for u in [
+        "dz-a.service",
+        "dz-b.service",
+        "dz-c.service",
+        "dz-flap.service",
+        "dz-keep.service",
+        "dz-new.service",
+        *STORM,
+    ]:
+        host.vendor_unit(u)
+    host.install_service()
+    host.systemctl("start", "dz-a.service")
+    host.sb.write("/etc/masktool/policy.yaml", policy_text(), 0o644)
+    # Drift made while the daemon is down: fixed before READY=1, so before `start` returns.
+    host.systemctl("start", "masktool.service")
+    yield host
+    host.systemctl("stop", "masktool.service")
+    host.sb.path("/etc/masktool/policy.yaml").unlink()
+
+
+def test_drift_made_while_stopped_is_fixed_before_ready(daemon: Host) -> None:
+    st = daemon.show("dz-a.service")
+    assert st["LoadState"] == "masked"
+    assert st["ActiveState"] == "inactive"
+    assert masked_link(daemon, STORM[-1])
+    assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+
+
+def test_unit_is_hardened(daemon: Host) -> None:
+    out = daemon.sb.run(
+        ["systemd-analyze", "security", "--no-pager", "masktool.service"], check=False
+    ).stdout
+    m = re.search(r"Overall exposure level for masktool.service: ([0-9.]+)", out)
+    assert m, out
+    assert float(m.group(1)) <= 2.0, out
+    # And it works under that hardening: it just fixed drift as a service (test above), and
+    # it runs as root with no capabilities at all.
+    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    caps = Path(daemon.sb.path(f"/proc/{pid}/status")).read_text()
+    assert re.search(r"CapEff:\s+0+\n", caps), caps
+
+
+def test_systemctl_unmask_is_put_back(daemon: Host) -> None:
+    daemon.systemctl("unmask", "dz-a.service")
+    wait_until("dz-a masked again", lambda: masked_link(daemon, "dz-a.service"))
+    wait_until("systemd says masked", lambda: daemon.show("dz-a.service")["LoadState"] == "masked")
+
+
+def test_removed_link_is_put_back_without_a_reload(daemon: Host) -> None:
+    before = daemon.reload_stamp()
+    daemon.etc("dz-b.service").unlink()
+    wait_until("dz-b link back", lambda: masked_link(daemon, "dz-b.service"))
+    assert daemon.show("dz-b.service")["LoadState"] == "masked"
+    assert daemon.reload_stamp() == before
+
+
+def test_runtime_mask_on_a_unit_to_keep_unmasked_is_removed(daemon: Host) -> None:
+    daemon.systemctl("mask", "--runtime", "dz-c.service")
+    wait_until("runtime mask gone", lambda: not daemon.run_dir("dz-c.service").exists())
+    wait_until("dz-c loaded", lambda: daemon.show("dz-c.service")["LoadState"] == "loaded")
+
+
+def test_mask_on_a_unit_to_keep_unmasked_is_removed(daemon: Host) -> None:
+    daemon.systemctl("mask", "dz-c.service")
+    wait_until("mask gone", lambda: not daemon.etc("dz-c.service").exists())
+    wait_until("dz-c loaded", lambda: daemon.show("dz-c.service")["LoadState"] == "loaded")
+
+
+def test_journal_entries_and_catalog(daemon: Host) -> None:
+    daemon.systemctl("unmask", "dz-a.service")
+    wait_until("dz-a masked again", lambda: masked_link(daemon, "dz-a.service"))
+
+    def found() -> list[dict[str, str]]:
+        return journal(daemon, "-u", "dz-a.service", "MASKTOOL_ACTION=mask")
+
+    wait_until("journal entry", lambda: len(found()) >= 1)
+    e = found()[-1]
+    assert e["MASKTOOL_POLICY"] == "/etc/masktool/policy.yaml:4"
+    assert e["MASKTOOL_REASON"] == "daemon test"
+    assert e["MASKTOOL_WANT"] == "masked"
+    assert e["MASKTOOL_HAVE"].startswith("masked (LoadState=masked")
+    assert int(e["MASKTOOL_LATENCY_USEC"]) > 0
+    assert e["_SYSTEMD_UNIT"] == "masktool.service"
+    explained = daemon.sb.run(["journalctl", "--no-pager", "-x", "-u", "dz-a.service"]).stdout
+    assert (
+        "masktool masked dz-a.service because the rule at /etc/masktool/policy.yaml:4" in explained
+    )
+
+
+def test_policy_edit_is_enforced(daemon: Host) -> None:
+    write_policy(daemon, policy_text("  - dz-new.service\n"))
+    wait_until("dz-new masked", lambda: masked_link(daemon, "dz-new.service"))
+
+
+def test_invalid_policy_keeps_the_last_good(daemon: Host) -> None:
+    rejected = len(journal(daemon, "MASKTOOL_ACTION=policy-rejected"))
+    write_policy(daemon, policy_text("  - not-a-unit\n"))
+    wait_until(
+        "rejection journaled",
+        lambda: len(journal(daemon, "MASKTOOL_ACTION=policy-rejected")) > rejected,
+    )
+    entry = journal(daemon, "MASKTOOL_ACTION=policy-rejected")[-1]
+    assert "/etc/masktool/policy.yaml:" in entry["MASKTOOL_POLICY"]
+    assert "last good policy stays in force" in entry["MESSAGE"]
+    daemon.systemctl("unmask", "dz-a.service")
+    wait_until("still enforced", lambda: masked_link(daemon, "dz-a.service"))
+    write_policy(daemon, policy_text())
+
+
+def test_reload_by_sighup(daemon: Host) -> None:
+    loaded = len(journal(daemon, "MASKTOOL_ACTION=policy-loaded"))
+    daemon.systemctl("reload", "masktool.service")
+    wait_until(
+        "policy reloaded", lambda: len(journal(daemon, "MASKTOOL_ACTION=policy-loaded")) > loaded
+    )
+
+
+def test_audit_mode_reports_and_changes_nothing(daemon: Host) -> None:
+    write_policy(daemon, policy_text(mode="audit"))
+    wait_until("audit policy loaded", lambda: status(daemon).startswith("audit"))
+    daemon.systemctl("unmask", "dz-b.service")
+    wait_until(
+        "drift journaled",
+        lambda: bool(journal(daemon, "-u", "dz-b.service", "MASKTOOL_ACTION=drift")),
+    )
+    time.sleep(0.2)
+    assert not daemon.etc("dz-b.service").exists()
+    write_policy(daemon, policy_text())
+    wait_until("enforced again", lambda: masked_link(daemon, "dz-b.service"))
+
+
+def test_kill_9_then_restart_converges(daemon: Host) -> None:
+    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    daemon.sb.run(["kill", "-9", pid])
+    daemon.etc("dz-b.service").unlink()
+    wait_until("restarted and put back", lambda: masked_link(daemon, "dz-b.service"), 20)
+    new = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    assert new not in (pid, "0")
+
+
+def test_daemon_reexec_is_survived(daemon: Host) -> None:
+    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    daemon.systemctl("daemon-reexec")
+    daemon.systemctl("unmask", "dz-a.service")
+    wait_until("put back after reexec", lambda: masked_link(daemon, "dz-a.service"))
+    wait_until("masked after reexec", lambda: daemon.show("dz-a.service")["LoadState"] == "masked")
+    after = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout
+    assert after.strip() == pid
+
+
+def test_dbus_restart_is_survived(daemon: Host) -> None:
+    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    daemon.systemctl("restart", "dbus.service")
+    daemon.systemctl("unmask", "dz-a.service")
+    wait_until("put back after dbus restart", lambda: masked_link(daemon, "dz-a.service"))
+    wait_until("masked", lambda: daemon.show("dz-a.service")["LoadState"] == "masked")
+    after = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout
+    assert after.strip() == pid
+
+
+def test_storm_of_200_unmasks(daemon: Host) -> None:
+    reloads_before = int(re.search(r"reloads (\d+)", status(daemon)).group(1))  # type: ignore[union-attr]
+    daemon.systemctl("unmask", *STORM)
+    took = wait_until("all 200 put back", lambda: all(masked_link(daemon, u) for u in STORM), 30)
+    states = daemon.sb.run(["systemctl", "show", "-p", "LoadState", "--value", *STORM]).stdout
+    assert set(states.split()) == {"masked"}
+    reloads = int(re.search(r"reloads (\d+)", status(daemon)).group(1)) - reloads_before  # type: ignore[union-attr]
+    print(f"storm: 200 restored in {took:.3f}s with {reloads} reload(s) by masktool")
+    assert reloads <= 3
+
+
+def test_flapping_unit_is_backed_off_others_still_enforced(daemon: Host) -> None:
+    for _ in range(5):
+        daemon.systemctl("unmask", "dz-flap.service")
+        wait_until("flap put back", lambda: masked_link(daemon, "dz-flap.service"))
+    wait_until(
+        "flap journaled",
+        lambda: bool(journal(daemon, "-u", "dz-flap.service", "MASKTOOL_ACTION=flap")),
+    )
+    daemon.systemctl("unmask", "dz-flap.service")
+    daemon.systemctl("unmask", "dz-keep.service")
+    wait_until("other unit still enforced", lambda: masked_link(daemon, "dz-keep.service"))
+    time.sleep(0.5)
+    assert not daemon.etc("dz-flap.service").exists(), "backed-off unit was changed anyway"
+    assert "backing off 1" in status(daemon)
