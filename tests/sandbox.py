@@ -312,6 +312,36 @@ class Sandbox:
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+SERVICE_SRC = "/opt/masktool-src"
+SERVICE_VENV = "/opt/masktool-venv"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def service_binds(venv: Path) -> list[str]:
+    """The checkout and venv at their own paths (for the CLI) and under /opt, where
+    masktool.service can see them despite ProtectHome= and PrivateTmp=."""
+    return [str(REPO), str(venv), f"{REPO}:{SERVICE_SRC}", f"{venv}:{SERVICE_VENV}"]
+
+
+def install_masktool_service(sb: Sandbox) -> None:
+    """Install masktool in the sandbox as a package would: /usr/bin/masktool, masktool.service
+    from the tree, and the journal catalog. Needs a sandbox booted with service_binds()."""
+    wrapper = (
+        f"#!{SERVICE_VENV}/bin/python\n"
+        "import sys\n"
+        f"sys.path.insert(0, {SERVICE_SRC + '/daemon'!r})\n"
+        "from masktool.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    sb.write("/usr/bin/masktool", wrapper, 0o755)
+    unit = (REPO / "masktool.service").read_text()
+    sb.write("/usr/local/lib/systemd/system/masktool.service", unit)
+    catalog = (REPO / "packaging/masktool.catalog").read_text()
+    sb.write("/usr/lib/systemd/catalog/masktool.catalog", catalog)
+    sb.run(["journalctl", "--update-catalog"])
+    sb.run(["systemctl", "daemon-reload"])
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()

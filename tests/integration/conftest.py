@@ -13,18 +13,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import REQUIRE_SYSTEMD
-from tests.sandbox import Sandbox, can_boot
+from tests.sandbox import Sandbox, can_boot, install_masktool_service, service_binds
 
-REPO = Path(__file__).resolve().parents[2]
 VENDOR_DIR = "/usr/local/lib/systemd/system"
-SERVICE_SRC = "/opt/masktool-src"
-SERVICE_VENV = "/opt/masktool-venv"
-WRAPPER = f"""#!{SERVICE_VENV}/bin/python
-import sys
-sys.path.insert(0, "{SERVICE_SRC}/daemon")
-from masktool.cli import main
-sys.exit(main())
-"""
 
 
 class Host:
@@ -63,13 +54,7 @@ class Host:
         return out.strip()
 
     def install_service(self) -> None:
-        """Install masktool as a package would: /usr/bin/masktool, the unit, the catalog."""
-        self.sb.write("/usr/bin/masktool", WRAPPER, 0o755)
-        self.sb.write(f"{VENDOR_DIR}/masktool.service", (REPO / "masktool.service").read_text())
-        catalog = (REPO / "packaging/masktool.catalog").read_text()
-        self.sb.write("/usr/lib/systemd/catalog/masktool.catalog", catalog)
-        self.sb.run(["journalctl", "--update-catalog"])
-        self.systemctl("daemon-reload")
+        install_masktool_service(self.sb)
 
     def etc(self, unit: str) -> Path:
         return self.sb.path(f"/etc/systemd/system/{unit}")
@@ -86,8 +71,5 @@ def host() -> Iterator[Host]:
             pytest.fail(f"integration tests required but systemd cannot be booted: {why}")
         pytest.skip(why)
     venv = Path(sys.executable).parent.parent
-    # The checkout and venv appear at their own paths (for the CLI) and under /opt, where
-    # masktool.service can see them despite ProtectHome= and PrivateTmp=.
-    binds = [str(REPO), str(venv), f"{REPO}:{SERVICE_SRC}", f"{venv}:{SERVICE_VENV}"]
-    with Sandbox(binds=binds) as sb:
+    with Sandbox(binds=service_binds(venv)) as sb:
         yield Host(sb)
