@@ -160,7 +160,7 @@ def _dispatch(
     # Verify from systemd itself: every unit acted on is asked about, loaded or not.
     after = _observe_plan(policy, root, systemd, [u.obs.unit for u in p.units if u.actions])
     latency = int((time.monotonic() - started) * 1e6)
-    _journal(apply_entries(p, res, after, latency, root))
+    _journal(apply_entries(p, res, after, latency, root=root))
     if args.json:
         doc = result_json(res) | {"applied": True, "after": plan_json("apply", after, root)}
         print(json.dumps(doc, indent=2))

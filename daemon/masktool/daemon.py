@@ -20,7 +20,9 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from types import FrameType
 
+from masktool.backend import ApplyResult, Change
 from masktool.backend.live import apply_live
+from masktool.files import NotAMaskError, remove_mask, write_mask
 from masktool.journal import (
     Sender,
     apply_entries,
@@ -44,10 +46,11 @@ from masktool.policy import (
     load_policy,
 )
 from masktool.systemd_bus import Systemd, SystemdError
-from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
+from masktool.units import ETC_DIR, RUN_DIR, SEARCH_PATH, is_instance, template_of
 from masktool.watch import HandlerError, Overflow, PolicyEvent, UnitEvent, Watcher, WatchItem
 
 Notify = Callable[[str], None]
+_ETC = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Daemon:
         self._policy_due: float | None = None
         self._flaps: dict[str, _Flap] = {}
         self._expected: dict[tuple[str, str], list[float]] = {}  # (path, kind) -> expiries
+        self._fast: dict[str, tuple[str, Change]] = {}  # put back by _put_back_now: was, change
         self._reported: dict[str, str] = {}  # unit -> last refusal/drift journaled for it
         self._names: dict[str, set[str]] = {}  # entry name -> policy units it concerns
         self._reconnects = systemd.reconnects
@@ -213,10 +217,44 @@ class Daemon:
             units = self._names.get(template_of(ev.name), set())
         if not units:
             return
+        if ev.directory == ETC_DIR:
+            self._put_back_now(ev, path)
         self.stats.last_event = f"{ev.kind} {path} at {_wallclock()}"
         self._pending |= units
         if self._pending_since is None:
             self._pending_since = ev.at
+
+    def _put_back_now(self, ev: UnitEvent, path: str) -> None:
+        """Undo a removed mask (or an added one) in /etc at once, by writing the link itself.
+
+        `systemctl unmask X` removes the link and then asks for a daemon-reload. A mask written
+        over D-Bus would queue behind that reload at PID 1 and need a second one; a link written
+        here within a millisecond is in place when the reload reads the directory, so X never
+        stops being masked. The reconcile that follows verifies it with systemd (reloading if it
+        came too late) and journals it. If the write fails, that reconcile does the work.
+        """
+        pol = self.policy
+        rule = pol.rule_for(ev.name) if pol is not None and pol.mode == "enforce" else None
+        if rule is None or self._flaps.get(rule.unit, _Flap()).until > time.monotonic():
+            return
+        try:
+            if ev.kind == "deleted" and rule.action == "mask" and not rule.runtime:
+                if write_mask(Path("/"), _ETC, ev.name):
+                    self._expect_own_writes([(path, "created")])
+                    change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
+                    self._fast[ev.name] = ("unmasked", change)
+            elif (
+                ev.kind == "created"
+                and rule.action == "unmask"
+                and remove_mask(Path("/"), _ETC, ev.name)
+            ):
+                self._expect_own_writes([(path, "deleted")])
+                self._fast[ev.name] = (
+                    "masked",
+                    Change(ev.name, "unmask", f"unlink (direct) {path}", path),
+                )
+        except (OSError, NotAMaskError):
+            return  # e.g. a unit file was put there: the reconcile reports the conflict
 
     def _consume_expected(self, path: str, kind: str, at: float) -> bool:
         expiries = self._expected.get((path, kind))
@@ -313,21 +351,24 @@ class Daemon:
                 self._report_once(before, drift_entries(before))
                 return
             self._report_once(before, [])
-            if not before.actions:
+            fast = {u: self._fast.pop(u) for u in list(self._fast) if u in names}
+            if not before.actions and not fast:
                 return
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-            res = apply_live(before, self.systemd, stamp)
+            res = apply_live(before, self.systemd, stamp) if before.actions else ApplyResult()
+            res.changes[:0] = [change for _, change in fast.values()]
             self._expect_own_writes(
                 (c.path, "created" if c.detail.startswith("symlink") else "deleted")
                 for c in res.changes
                 if c.path
             )
-            acted = [u.obs.unit for u in before.units if u.actions]
+            acted = [u.obs.unit for u in before.units if u.actions or u.obs.unit in fast]
             after = plan(sub, observe(names, "/", self.systemd, acted), live=True)
             latency = int((time.monotonic() - since) * 1e6)
+            was = {u: w for u, (w, _) in fast.items()}
             entries = [
                 e
-                for e in apply_entries(before, res, after, latency)
+                for e in apply_entries(before, res, after, latency, was=was)
                 if e["MASKTOOL_ACTION"] != "refuse"
             ]
             self._journal(entries)

@@ -65,12 +65,17 @@ def apply_entries(
     result: ApplyResult,
     after: Plan,
     latency_usec: int | None = None,
+    *,
     root: str | None = None,
+    was: Mapping[str, str] | None = None,
 ) -> list[dict[str, str]]:
     """One entry per unit masktool acted on (with the state systemd reports after it), one per
-    refusal, one per error."""
+    refusal, one per error. `was` overrides the state before, for units put back before
+    `before` was observed (the daemon's fast path)."""
     after_by_unit = {u.obs.unit: u for u in after.units}
-    changed = {c.unit for c in result.changes}
+    done: dict[str, list[str]] = {}
+    for c in result.changes:
+        done.setdefault(c.unit, []).append(c.what)
     failed = {unit for unit, _ in result.errors if unit}
     entries: list[dict[str, str]] = []
     extra: dict[str, str] = {}
@@ -86,17 +91,14 @@ def apply_entries(
             have += (
                 f" (LoadState={now.obs.live.load_state} ActiveState={now.obs.live.active_state})"
             )
-        steps = [a.step.value for a in u.actions]
-        if unit in changed and unit not in failed:
-            kind = (
-                "unmask"
-                if u.rule.action == "unmask"
-                else (
-                    "mask"
-                    if any(s.startswith("mask") or s == "displace" for s in steps)
-                    else "stop"
-                )
-            )
+        steps = done.get(unit, [])
+        if steps and unit not in failed:
+            if "unmask" in steps:
+                kind = "unmask"
+            elif any(s in ("mask", "mask-runtime", "displace") for s in steps):
+                kind = "mask"
+            else:
+                kind = "stop"
             verb = {"mask": "masked", "unmask": "unmasked", "stop": "stopped"}[kind]
             why = f": {u.rule.reason}" if u.rule.reason else ""
             entries.append(
@@ -105,7 +107,7 @@ def apply_entries(
                     now,
                     f"masktool {verb} {unit} ({u.rule.source}){why}",
                     MASKTOOL_HAVE=have,
-                    MASKTOOL_WAS=u.state.value,
+                    MASKTOOL_WAS=(was or {}).get(unit, u.state.value),
                     MASKTOOL_STEPS=",".join(steps),
                     **extra,
                 )
