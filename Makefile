@@ -49,10 +49,11 @@ test: lint typecheck
 	$(VENV)/bin/pytest -q tests
 
 demo: venv
-	$(VENV)/bin/python tests/sandbox.py --bind $(CURDIR) -- bash $(CURDIR)/demo/demo.sh $(VENV)
+	$(VENV)/bin/python tests/sandbox.py --with-service $(VENV) -- bash $(CURDIR)/demo/demo.sh $(VENV)
 
 bench: venv
 	$(VENV)/bin/python bench/apply_bench.py
+	$(VENV)/bin/python bench/daemon_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -50,6 +50,19 @@ def _masked_link(unit: str) -> bool:
         return False
 
 
+def _inode(unit: str) -> int:
+    try:
+        return os.lstat(ETC / unit).st_ino
+    except FileNotFoundError:
+        return 0
+
+
+def _replaced(unit: str, old_inode: int) -> bool:
+    """The link is gone, or already a new one: masktool can put it back faster than one poll,
+    so a link seen missing is not the only sign that it was removed."""
+    return _inode(unit) != old_inode
+
+
 class Probe:
     """One held connection to systemd, for load states."""
 
@@ -103,14 +116,18 @@ def _rss_kib(pid: int) -> int:
 
 
 def inside(repeat: int, idle: float) -> dict[str, Any]:
+    # A unit of its own for every run: the same unit put back many times in a minute would
+    # rightly trip masktool's flap guard.
     bases = [f"bd-base-{i:02d}.service" for i in range(repeat)]
-    for u in ["bd-u.service", "bd-r.service", *bases, *STORM]:
+    unmasked = [f"bd-u-{i:02d}.service" for i in range(repeat)]
+    removed = [f"bd-r-{i:02d}.service" for i in range(repeat)]
+    for u in [*unmasked, *removed, *bases, *STORM]:
         (VENDOR / u).write_text(UNIT)
-    wants = " ".join(["bd-u.service", "bd-r.service", *bases])
+    wants = " ".join([*unmasked, *removed, *bases])
     (VENDOR / "bd-holder.target").write_text(f"[Unit]\nWants={wants}\n")
     Path("/etc/masktool").mkdir(exist_ok=True)
     policy = "version: 1\nmask:\n" + "".join(
-        f"  - unit: {u}\n    stop: false\n" for u in ["bd-u.service", "bd-r.service", *STORM]
+        f"  - unit: {u}\n    stop: false\n" for u in [*unmasked, *removed, *STORM]
     )
     Path("/etc/masktool/policy.yaml").write_text(policy)
     Path("/etc/masktool/policy.yaml").chmod(0o644)
@@ -123,21 +140,24 @@ def inside(repeat: int, idle: float) -> dict[str, Any]:
     rm: list[float] = []
     base: list[float] = []
     for i in range(repeat):
+        u, r = unmasked[i], removed[i]
+        _wait(lambda u=u: _masked_link(u) and probe.all_masked([u]))
+        ino = _inode(u)
         proc = subprocess.Popen(
-            ["systemctl", "unmask", "bd-u.service"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ["systemctl", "unmask", u], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        gone = _wait(lambda: not _masked_link("bd-u.service"))
-        done = _wait(lambda: _masked_link("bd-u.service") and probe.all_masked(["bd-u.service"]))
+        gone = _wait(lambda u=u, ino=ino: _replaced(u, ino))
+        done = _wait(lambda u=u: _masked_link(u) and probe.all_masked([u]))
         proc.wait()
-        # systemctl's own reload comes after the link is removed: wait for the dust to settle.
-        _wait(lambda: _masked_link("bd-u.service") and probe.all_masked(["bd-u.service"]))
+        # systemctl's own reload comes after the link is removed: it must leave the unit masked.
+        if not (_masked_link(u) and probe.all_masked([u])):
+            raise RuntimeError(f"{u} did not stay masked after systemctl's reload")
         unmask.append(done - gone)
 
+        _wait(lambda r=r: _masked_link(r) and probe.all_masked([r]))
         t0 = time.perf_counter()
-        (ETC / "bd-r.service").unlink()
-        done = _wait(lambda: _masked_link("bd-r.service") and probe.all_masked(["bd-r.service"]))
+        (ETC / r).unlink()
+        done = _wait(lambda r=r: _masked_link(r) and probe.all_masked([r]))
         rm.append(done - t0)
 
         t0 = time.perf_counter()
@@ -145,12 +165,13 @@ def inside(repeat: int, idle: float) -> dict[str, Any]:
         base.append(time.perf_counter() - t0)
         time.sleep(0.05)
 
+    inodes = {u: _inode(u) for u in STORM}
     reloads_before = _status_reloads()
     t_cmd = time.perf_counter()
     proc = subprocess.Popen(
         ["systemctl", "unmask", *STORM], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    first_gone = _wait(lambda: not all(_masked_link(u) for u in STORM[:1]))
+    first_gone = _wait(lambda: any(_replaced(u, inodes[u]) for u in STORM))
     storm_done = _wait(lambda: all(_masked_link(u) for u in STORM) and probe.all_masked(STORM))
     proc.wait()
     _wait(lambda: all(_masked_link(u) for u in STORM) and probe.all_masked(STORM))

@@ -41,13 +41,42 @@ run systemctl is-enabled demo-ntp.service
 step "masktool why: the rule, its file:line and reason, and the host's view"
 run masktool why demo-telnetd.service
 run masktool why demo-worker@1.service
-step "Drift: an admin unmasks a unit by hand"
+step "The daemon: masktool.service (Type=notify, hardened), installed as a package would"
+run systemctl start masktool.service
+run systemctl status masktool.service --no-pager --lines=0
+run systemd-analyze security masktool.service --no-pager --quiet
+systemd-analyze security masktool.service --no-pager 2>/dev/null | tail -1
+
+step "Drift: an admin unmasks a unit by hand; the daemon puts the mask back at once"
 run systemctl unmask demo-telnetd.service
-run masktool check
-step "masktool apply puts it back"
-run masktool apply
-step "The journal: what masktool did, and why"
-run journalctl -o verbose --no-pager -u demo-telnetd.service -t masktool --output-fields=MESSAGE,MASKTOOL_ACTION,MASKTOOL_POLICY,MASKTOOL_REASON
+run ls -l /etc/systemd/system/demo-telnetd.service
+run systemctl show -p LoadState,ActiveState demo-telnetd.service
+step "Drift: someone deletes the link; put back without a daemon-reload"
+run rm /etc/systemd/system/debug-shell.service
+sleep 0.2
+run ls -l /etc/systemd/system/debug-shell.service
+step "Drift: someone masks the unit the policy wants unmasked"
+run systemctl mask demo-ntp.service
+sleep 0.2
+run systemctl show -p LoadState demo-ntp.service
+sleep 0.3
+
+step "The journal, explained by masktool's catalog: journalctl -xeu demo-telnetd.service"
+run journalctl -xe --no-pager -u demo-telnetd.service -t masktool -n 1
+step "The same entry's fields, for scripts and log shippers"
+run journalctl --no-pager -u demo-telnetd.service -t masktool -n 1 -o verbose --output-fields=MASKTOOL_ACTION,MASKTOOL_UNIT,MASKTOOL_WANT,MASKTOOL_HAVE,MASKTOOL_POLICY,MASKTOOL_REASON,MASKTOOL_LATENCY_USEC
+
+step "A bad policy is rejected; the last good one stays in force"
+cp /etc/masktool/policy.yaml /root/policy.good
+printf '  - unit: cups\n' >> /etc/masktool/policy.yaml
+sleep 0.5
+run journalctl --no-pager -t masktool -n 1 -o cat MASKTOOL_ACTION=policy-rejected
+run systemctl unmask demo-telnetd.service
+run systemctl show -p LoadState demo-telnetd.service
+install -m 0644 /root/policy.good /etc/masktool/policy.yaml
+sleep 0.5
+run systemctl show -p StatusText masktool.service
+
 step "Rescue: the same engine on an unbooted tree (--root), like systemctl --root"
 mkdir -p /srv/rescue/etc/masktool /srv/rescue/etc/systemd/system
 ln -s /dev/null /srv/rescue/etc/systemd/system/demo-ntp.service

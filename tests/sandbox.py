@@ -375,10 +375,20 @@ def _rmdir_retry(p: Path, deadline: float) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Boot a throwaway systemd and run a command in it.")
     ap.add_argument("--bind", action="append", default=[], help="host dir visible at same path")
+    ap.add_argument(
+        "--with-service",
+        metavar="VENV",
+        help="install masktool.service from this checkout, run from VENV",
+    )
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     ns = ap.parse_args(argv)
     cmd = ns.cmd[1:] if ns.cmd[:1] == ["--"] else ns.cmd
-    with Sandbox(binds=ns.bind) as sb:
+    binds = list(ns.bind)
+    if ns.with_service:
+        binds += service_binds(Path(ns.with_service))
+    with Sandbox(binds=binds) as sb:
+        if ns.with_service:
+            install_masktool_service(sb)
         res = sb.run(cmd or ["systemctl", "is-system-running"], check=False, capture=False)
         return res.returncode
 

@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         return _dispatch(args, policy, root, None)
     try:
         systemd = Systemd().open()
-    except Exception as e:
+    except SystemdError as e:
         raise UsageError(
             f"cannot reach systemd over D-Bus ({e}); run as root on a booted "
             "system, or use --root DIR for an unbooted tree"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -462,7 +463,15 @@ def run_daemon(policy_args: tuple[str, ...], backstop: float) -> int:
     def notify(state: str) -> None:
         sd_daemon.notify(state)
 
-    with Systemd() as systemd:
+    try:
+        systemd = Systemd().open()
+    except SystemdError as e:
+        print(
+            f"masktool: cannot reach systemd ({e}); the daemon needs a booted system",
+            file=sys.stderr,
+        )
+        return 2
+    with systemd:
         d = Daemon(
             DaemonConfig(policy_args=policy_args, backstop=backstop),
             systemd,

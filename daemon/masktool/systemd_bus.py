@@ -77,13 +77,16 @@ class Systemd:
 
     def open(self) -> Systemd:
         try:
-            self._bus = self._connect()
-        except DBusBaseError:
-            if self._private:
-                raise
-            # No system bus (dbus down, rescue shell): PID 1's private socket still answers root.
-            self._private = True
-            self._bus = self._connect()
+            try:
+                self._bus = self._connect()
+            except DBusBaseError:
+                if self._private:
+                    raise
+                # No system bus (dbus down, rescue shell): PID 1's private socket answers root.
+                self._private = True
+                self._bus = self._connect()
+        except DBusBaseError as e:
+            raise SystemdError("connect", _error_name(e), _message(e)) from e
         return self
 
     def close(self) -> None:
