@@ -246,3 +246,21 @@ def test_flapping_unit_is_backed_off_others_still_enforced(daemon: Host) -> None
     time.sleep(0.5)
     assert not daemon.etc("dz-flap.service").exists(), "backed-off unit was changed anyway"
     assert "backing off 1" in status(daemon)
+
+
+def test_watchdog_pings_keep_it_alive(daemon: Host) -> None:
+    dropin = "/run/systemd/system/masktool.service.d/watchdog.conf"
+    daemon.sb.write(dropin, "[Service]\nWatchdogSec=1s\n")
+    try:
+        daemon.systemctl("daemon-reload")
+        daemon.systemctl("restart", "masktool.service")
+        show = ["show", "-p", "NRestarts,MainPID,WatchdogUSec", "masktool.service"]
+        before = daemon.systemctl(*show).stdout
+        assert "WatchdogUSec=1s" in before
+        time.sleep(3)  # three watchdog periods: without pings systemd would have killed it
+        assert daemon.systemctl(*show).stdout == before
+        assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+    finally:
+        daemon.sb.path(dropin).unlink()
+        daemon.systemctl("daemon-reload")
+        daemon.systemctl("restart", "masktool.service")
