@@ -17,10 +17,12 @@ from masktool import __version__
 from masktool.backend import ApplyResult
 from masktool.backend.live import apply_live
 from masktool.backend.offline import apply_offline
+from masktool.deps import DependencyIndex
+from masktool.engine import observe_and_plan
 from masktool.journal import apply_entries, journal_sender, send_all
 from masktool.lock import LockError, apply_lock
 from masktool.observe import UnitObservation, UnitTree, observe
-from masktool.plan import Plan, plan
+from masktool.plan import Plan
 from masktool.policy import Policy, PolicyError, load_policy
 from masktool.report import (
     check_text,
@@ -132,10 +134,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _observe_plan(
-    policy: Policy, root: str | None, systemd: Systemd | None, query: Sequence[str] = ()
+    policy: Policy,
+    root: str | None,
+    systemd: Systemd | None,
+    query: Sequence[str] = (),
+    index: DependencyIndex | None = None,
 ) -> Plan:
-    obs = observe([r.unit for r in policy.rules], root or "/", systemd, query)
-    return plan(policy, obs, live=systemd is not None)
+    return observe_and_plan(policy, root or "/", systemd, query, index=index)
 
 
 def _dispatch(
@@ -143,7 +148,8 @@ def _dispatch(
 ) -> int:
     if args.command == "why":
         return _why(args.unit, policy, root, systemd)
-    p = _observe_plan(policy, root, systemd)
+    index = DependencyIndex(root or "/")
+    p = _observe_plan(policy, root, systemd, index=index)
     if args.command == "check":
         _emit(args, plan_json("check", p, root), check_text(p))
         return EXIT_OK if p.compliant else EXIT_DRIFT
@@ -158,7 +164,7 @@ def _dispatch(
     started = time.monotonic()
     res = _execute(p, root, systemd) if p.actions else ApplyResult()
     # Verify from systemd itself: every unit acted on is asked about, loaded or not.
-    after = _observe_plan(policy, root, systemd, [u.obs.unit for u in p.units if u.actions])
+    after = _observe_plan(policy, root, systemd, [u.obs.unit for u in p.units if u.actions], index)
     latency = int((time.monotonic() - started) * 1e6)
     _journal(apply_entries(p, res, after, latency, root=root))
     if args.json:
@@ -202,12 +208,13 @@ def _why(name: str, policy: Policy, root: str | None, systemd: Systemd | None) -
     rules = [r for r in policy.all_rules if r.unit in names or resolved[r.unit] == target.unit]
     effective = next((policy.rule_for(r.unit) for r in rules if policy.rule_for(r.unit)), None)
     exemptions = [e for e in policy.exemptions if e.unit in names]
-    obs: UnitObservation = observe([name], root or "/", systemd, [name])[name]
+    index = DependencyIndex(root or "/")
+    obs: UnitObservation = observe([name], root or "/", systemd, [name], index)[name]
     unit_plan = None
     if effective is not None:
-        sub = Policy(policy.mode, (effective,))
-        eff_obs = observe([effective.unit], root or "/", systemd, [effective.unit])
-        unit_plan = plan(sub, eff_obs, live=systemd is not None).units[0]
+        # Plan the whole policy: whether a dependent is masked too depends on the other rules.
+        full = observe_and_plan(policy, root or "/", systemd, [effective.unit], index=index)
+        unit_plan = next(u for u in full.units if u.rule is effective)
     print(
         why_text(
             name=name,

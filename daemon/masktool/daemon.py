@@ -23,6 +23,8 @@ from types import FrameType
 
 from masktool.backend import ApplyResult, Change
 from masktool.backend.live import apply_live
+from masktool.deps import DependencyIndex
+from masktool.engine import observe_and_plan
 from masktool.files import NotAMaskError, remove_mask, write_mask
 from masktool.journal import (
     Sender,
@@ -36,8 +38,7 @@ from masktool.journal import (
     send_all,
 )
 from masktool.lock import LockError, apply_lock
-from masktool.observe import observe
-from masktool.plan import Plan, plan
+from masktool.plan import Plan
 from masktool.policy import (
     DEFAULT_POLICY,
     DEFAULT_POLICY_DIR,
@@ -117,6 +118,9 @@ class Daemon:
         self._fast: dict[str, tuple[str, Change]] = {}  # put back by _put_back_now: was, change
         self._reported: dict[str, str] = {}  # unit -> last refusal/drift journaled for it
         self._names: dict[str, set[str]] = {}  # entry name -> policy units it concerns
+        self._mask_names: set[str] = set()  # every name the policy masks, resolved or not
+        self._refused: set[str] = set()  # rules refused at their last plan: no fast path
+        self._index: DependencyIndex | None = None  # reverse dependencies, rebuilt on change
         self._reconnects = systemd.reconnects
         interval = _watchdog_interval()
         self._ping_every = interval
@@ -213,6 +217,7 @@ class Daemon:
         path = f"{ev.directory}/{ev.name}"
         if self._consume_expected(path, ev.kind, ev.at):
             return  # a link PID 1 wrote or removed for us
+        self._index = None  # any new or removed entry may add or drop a dependency
         units = self._names.get(ev.name, set())
         if not units and is_instance(ev.name):
             units = self._names.get(template_of(ev.name), set())
@@ -236,7 +241,11 @@ class Daemon:
         """
         pol = self.policy
         rule = pol.rule_for(ev.name) if pol is not None and pol.mode == "enforce" else None
-        if rule is None or self._flaps.get(rule.unit, _Flap()).until > time.monotonic():
+        if (
+            rule is None
+            or rule.unit in self._refused
+            or self._flaps.get(rule.unit, _Flap()).until > time.monotonic()
+        ):
             return
         try:
             if ev.kind == "deleted" and rule.action == "mask" and not rule.runtime:
@@ -283,8 +292,12 @@ class Daemon:
         self.policy = new
         self._reported = {}
         self._names = {}
+        self._mask_names = set()
+        self._refused = set()
         for r in new.rules:
             self._names.setdefault(r.unit, set()).add(r.unit)
+            if r.action == "mask":
+                self._mask_names.add(r.unit)
         self._journal([policy_loaded_entry(new.files, len(new.rules), new.mode)])
         return True
 
@@ -344,9 +357,10 @@ class Daemon:
         self, sub: Policy, names: list[str], since: float, asked: set[str] | None
     ) -> None:
         query = sorted(asked) if asked is not None else []
+        if asked is None or self._index is None:
+            self._index = DependencyIndex("/")
         for _attempt in range(3):
-            obs = observe(names, "/", self.systemd, query)
-            before = plan(sub, obs, live=True)
+            before = self._observe_and_plan(sub, query)
             self._learn_names(before)
             if sub.mode == "audit":
                 self._report_once(before, drift_entries(before))
@@ -364,7 +378,7 @@ class Daemon:
                 if c.path
             )
             acted = [u.obs.unit for u in before.units if u.actions or u.obs.unit in fast]
-            after = plan(sub, observe(names, "/", self.systemd, acted), live=True)
+            after = self._observe_and_plan(sub, acted)
             latency = int((time.monotonic() - since) * 1e6)
             was = {u: w for u, (w, _) in fast.items()}
             entries = [
@@ -382,11 +396,25 @@ class Daemon:
             query = [u.obs.unit for u in after.units if not u.compliant]
             since = time.monotonic()
 
+    def _observe_and_plan(self, sub: Policy, query: list[str]) -> Plan:
+        masked = frozenset(self._mask_names)
+        return observe_and_plan(
+            sub, "/", self.systemd, query, index=self._index, also_masked=masked
+        )
+
     def _learn_names(self, p: Plan) -> None:
-        """Events name entries; remember which names (aliases) lead to which policy units."""
+        """Events name entries; remember which names (aliases, activators masked with
+        with_triggers) lead to which policy rules."""
         for u in p.units:
+            owner = u.rule.trigger_of or u.rule.unit
             for n in (u.obs.unit, *u.obs.alias_chain):
-                self._names.setdefault(n, set()).add(u.rule.unit)
+                self._names.setdefault(n, set()).add(owner)
+                if u.rule.action == "mask":
+                    self._mask_names.add(n)
+            if u.refusal:
+                self._refused.add(u.rule.unit)
+            else:
+                self._refused.discard(u.rule.unit)
 
     def _report_once(self, p: Plan, drift: list[dict[str, str]]) -> None:
         """Refusals and audit drift are journaled when they appear or change, not on every pass."""

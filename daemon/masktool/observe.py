@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from masktool.deps import Dependency, DependencyIndex, merge
 from masktool.units import (
     ETC_DIR,
     RUN_DIR,
@@ -94,6 +95,15 @@ class LiveState:
 
 
 @dataclass(frozen=True)
+class DependentState:
+    """A unit that depends on the observed one, and whether that dependent is in use."""
+
+    dep: Dependency
+    active: bool | None  # None: not known (offline)
+    enabled: bool  # has install links in /etc or /run
+
+
+@dataclass(frozen=True)
 class UnitObservation:
     name: str  # as the policy names it
     unit: str  # the unit it resolves to (differs for an alias)
@@ -103,6 +113,7 @@ class UnitObservation:
     live: LiveState | None = None
     instances: tuple[LiveState, ...] = ()  # for a template: instances systemd has loaded
     owned_instances: tuple[str, ...] = ()  # for a template: instances with files of their own
+    dependents: tuple[DependentState, ...] = ()  # filled when observe() is asked for them
 
     def entry_in(self, dir_path: str) -> Entry | None:
         return next((e for e in self.entries if e.dir.path == dir_path), None)
@@ -328,12 +339,15 @@ class SystemdReader(Protocol):
 
     def list_units_by_names(self, names: Sequence[str]) -> list[LiveState]: ...
 
+    def reverse_dependencies(self, name: str) -> list[Dependency]: ...
+
 
 def observe(
     names: Iterable[str],
     root: str = "/",
     systemd: SystemdReader | None = None,
     query: Iterable[str] = (),
+    deps: DependencyIndex | None = None,
 ) -> dict[str, UnitObservation]:
     """Observe every unit on disk; with `systemd`, also what systemd reports for it.
 
@@ -346,6 +360,8 @@ def observe(
     tree = UnitTree(root)
     obs = {n: tree.observe_files(n) for n in names}
     if systemd is None:
+        if deps is not None:
+            obs = {n: _with_dependents(o, deps, None, {}) for n, o in obs.items()}
         return obs
     in_memory = {s.name: s for s in systemd.list_units()}
     wanted = set(query)
@@ -370,4 +386,25 @@ def observe(
             out[n] = replace(o, instances=mine)
         else:
             out[n] = replace(o, live=live.get(o.unit))
+        if deps is not None:
+            out[n] = _with_dependents(out[n], deps, systemd, in_memory)
     return out
+
+
+def _with_dependents(
+    o: UnitObservation,
+    index: DependencyIndex,
+    systemd: SystemdReader | None,
+    in_memory: dict[str, LiveState],
+) -> UnitObservation:
+    found = [d for n in (o.unit, *o.alias_chain) for d in index.dependents(n)]
+    if systemd is not None and o.unit in in_memory:
+        found = merge(found, systemd.reverse_dependencies(o.unit))
+    states = []
+    for d in found:
+        if d.dependent in (o.unit, *o.alias_chain):
+            continue
+        live = in_memory.get(d.dependent)
+        active = None if systemd is None else (live is not None and live.running)
+        states.append(DependentState(d, active, index.enabled(d.dependent)))
+    return replace(o, dependents=tuple(states))

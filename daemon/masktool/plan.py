@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
-from masktool.observe import EntryKind, State, UnitObservation
+from masktool.observe import DependentState, EntryKind, State, UnitObservation
 from masktool.policy import Policy, Rule
-from masktool.units import ETC_DIR, RUN_DIR, is_template
+from masktool.protected import protection
+from masktool.units import ETC_DIR, RUN_DIR, is_template, template_of
 
 
 class Step(Enum):
@@ -37,6 +38,7 @@ class UnitPlan:
     actions: tuple[Action, ...] = ()
     refusal: str = ""  # why masktool will not do what the rule asks
     notes: tuple[str, ...] = ()
+    activators: tuple[str, ...] = ()  # in-use sockets/timers/paths left able to start it
 
     @property
     def want(self) -> str:
@@ -72,7 +74,15 @@ class Plan:
         return bool(self.actions) or bool(self.refusals)
 
 
-def plan(policy: Policy, observed: Mapping[str, UnitObservation], live: bool) -> Plan:
+def plan(
+    policy: Policy,
+    observed: Mapping[str, UnitObservation],
+    live: bool,
+    also_masked: frozenset[str] = frozenset(),
+) -> Plan:
+    """`also_masked`: units that rules outside `policy` mask (the daemon plans a few units at
+    a time), so a dependent masked by another rule does not block masking."""
+    masked = also_masked | {observed[r.unit].unit for r in policy.rules if r.action == "mask"}
     # Two rules can name one unit through an alias; if they disagree, neither is carried out.
     actions_by_unit: dict[str, set[str]] = {}
     for r in policy.rules:
@@ -96,7 +106,7 @@ def plan(policy: Policy, observed: Mapping[str, UnitObservation], live: bool) ->
                 )
             )
         elif r.action == "mask":
-            units.append(_plan_mask(r, o, live))
+            units.append(_plan_mask(r, o, live, masked))
         else:
             units.append(_plan_unmask(r, o, live))
     return Plan(mode=policy.mode, live=live, units=tuple(units))
@@ -117,8 +127,19 @@ def _alias_note(o: UnitObservation) -> tuple[str, ...]:
     return ()
 
 
-def _plan_mask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
+def _plan_mask(rule: Rule, o: UnitObservation, live: bool, masked: frozenset[str]) -> UnitPlan:
     notes = list(_alias_note(o))
+    hit = protection(o.name, o.unit)
+    if hit is not None and hit[2]:
+        name, why, _ = hit
+        return UnitPlan(
+            rule,
+            o,
+            o.state_for("mask", rule.runtime),
+            False,
+            notes=tuple(notes),
+            refusal=f"masktool never masks {name}, not even with force: {why}",
+        )
     state = o.state_for("mask", rule.runtime)
     actions: list[Action] = []
     conflict = o.conflict(rule.runtime)
@@ -149,9 +170,92 @@ def _plan_mask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
             + ", ".join(o.owned_instances)
         )
 
+    activators = _idle_activators(o, masked)
+    if activators:
+        notes.append(
+            "activated by " + ", ".join(activators) + ", still enabled or running: each "
+            "activation will fail; set 'with_triggers: true' to mask them too"
+        )
+    if any(a.step in (Step.DISPLACE, Step.MASK, Step.MASK_RUNTIME) for a in actions):
+        refusal = _unsafe_to_mask(rule, o, masked)
+        if refusal:
+            return UnitPlan(
+                rule, o, state, False, refusal=refusal, notes=tuple(notes), activators=activators
+            )
     if live:
         actions.extend(_live_mask_actions(rule, o, bool(actions)))
-    return UnitPlan(rule, o, state, not actions, tuple(actions), notes=tuple(notes))
+    return UnitPlan(
+        rule, o, state, not actions, tuple(actions), notes=tuple(notes), activators=activators
+    )
+
+
+def _in_use(d: DependentState) -> str:
+    return ", ".join(w for w, on in (("active", d.active), ("enabled", d.enabled)) if on)
+
+
+def _unsafe_to_mask(rule: Rule, o: UnitObservation, masked: frozenset[str]) -> str:
+    """Why masking this unit would break the host, unless the rule says force."""
+    hit = protection(o.name, o.unit)
+    if hit is not None and not rule.force:
+        name, why, _ = hit
+        return (
+            f"{name} is protected ({why}); set 'force: true' on the rule only if you "
+            "mean to lose that"
+        )
+    if rule.force:
+        return ""
+    blocking = [
+        d
+        for d in o.dependents
+        if d.dep.hard and (d.active or d.enabled) and not _covered(d.dep.dependent, masked)
+    ]
+    if not blocking:
+        return ""
+    listed = "; ".join(f"{d.dep.dependent} ({d.dep.kind}={o.unit}, {_in_use(d)})" for d in blocking)
+    return (
+        f"{len(blocking)} unit(s) in use would fail without it: {listed}. Mask them too, or "
+        "set 'force: true' on the rule"
+    )
+
+
+def _covered(unit: str, masked: frozenset[str]) -> bool:
+    return unit in masked or template_of(unit) in masked
+
+
+def _idle_activators(o: UnitObservation, masked: frozenset[str]) -> tuple[str, ...]:
+    """Sockets, timers and paths that start this unit, are in use, and stay unmasked."""
+    return tuple(
+        d.dep.dependent
+        for d in o.dependents
+        if d.dep.kind == "Triggers"
+        and (d.active or d.enabled)
+        and not _covered(d.dep.dependent, masked)
+    )
+
+
+def expand_triggers(policy: Policy, observed: Mapping[str, UnitObservation]) -> Policy:
+    """Rules for the activators of every unit whose rule says with_triggers: true."""
+    have = {r.unit for r in policy.rules}
+    extra: list[Rule] = []
+    for r in policy.rules:
+        if r.action != "mask" or not r.with_triggers or r.unit not in observed:
+            continue
+        o = observed[r.unit]
+        for d in o.dependents:
+            t = d.dep.dependent
+            if d.dep.kind != "Triggers" or t in have:
+                continue
+            have.add(t)
+            extra.append(
+                replace(
+                    r,
+                    unit=t,
+                    with_triggers=False,
+                    trigger_of=o.unit,
+                    reason=f"starts {o.unit}" + (f"; {r.reason}" if r.reason else ""),
+                )
+            )
+    return replace(policy, rules=(*policy.rules, *extra)) if extra else policy
 
 
 def _live_mask_actions(rule: Rule, o: UnitObservation, writing: bool) -> list[Action]:

@@ -51,6 +51,8 @@ class Rule:
     runtime: bool = False
     force: bool = False
     enable: bool = False
+    with_triggers: bool = False  # mask the sockets, timers and paths that start it too
+    trigger_of: str = ""  # set on rules masktool derives for with_triggers: the unit triggered
     # Include chain from a top-level file down to the file that holds the rule ("" = top level).
     via: tuple[str, ...] = ()
 
@@ -193,7 +195,7 @@ class _FileContent:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _RULE_KEYS: dict[Action, tuple[str, ...]] = {
-    "mask": ("unit", "reason", "stop", "runtime", "force"),
+    "mask": ("unit", "reason", "stop", "runtime", "force", "with_triggers"),
     "unmask": ("unit", "reason", "enable"),
 }
 
@@ -274,7 +276,7 @@ def _parse_rule(r: _Reader, item: yaml.Node, action: Action, via: tuple[str, ...
     unit = r.unit(fields["unit"][1])
     values: dict[str, object] = {}
     ok = unit is not None
-    for key in ("stop", "runtime", "force", "enable"):
+    for key in ("stop", "runtime", "force", "enable", "with_triggers"):
         if key in fields:
             b = r.boolean(fields[key][1], key)
             ok = ok and b is not None
@@ -295,6 +297,7 @@ def _parse_rule(r: _Reader, item: yaml.Node, action: Action, via: tuple[str, ...
         runtime=bool(values.get("runtime", False)),
         force=bool(values.get("force", False)),
         enable=bool(values.get("enable", False)),
+        with_triggers=bool(values.get("with_triggers", False)),
         via=via,
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 from pystemd.dbusexc import DBusBaseError
 from pystemd.dbuslib import DBus, DBusAddress, apply_signature
 
+from masktool.deps import Dependency
 from masktool.observe import LiveState
 
 DEST = b"org.freedesktop.systemd1"
@@ -34,6 +35,16 @@ _CONNECTION_ERRNOS = frozenset(
     }
 )
 _RETRY_NAMES = frozenset({"DBusNoReplyError", "DBusDisconnectedError"})
+# systemd's reverse-dependency properties, and the dependency each one stands for.
+_REVERSE_PROPERTIES = (
+    ("RequiredBy", "Requires"),
+    ("RequisiteOf", "Requisite"),
+    ("BoundBy", "BindsTo"),
+    ("ConsistsOf", "PartOf"),
+    ("WantedBy", "Wants"),
+    ("UpheldBy", "Upholds"),
+    ("TriggeredBy", "Triggers"),
+)
 
 
 class SystemdError(Exception):
@@ -142,6 +153,31 @@ class Systemd:
     def list_units(self) -> list[LiveState]:
         """Units systemd holds in memory; unlike ListUnitsByNames this loads nothing."""
         return [_live(r) for r in self.call("ListUnits")]
+
+    def reverse_dependencies(self, name: str) -> list[Dependency]:
+        """What systemd knows depends on `name`, if it has the unit loaded (else nothing: and
+        then no loaded unit depends on it)."""
+        try:
+            path = self.call("GetUnit", b"s", name.encode())
+        except SystemdError as e:
+            if e.name == "DBusNoSuchUnitError":
+                return []
+            raise
+        out: list[Dependency] = []
+        assert self._bus is not None
+        for prop, kind in _REVERSE_PROPERTIES:
+            try:
+                values = self._bus.call_method(
+                    DEST,
+                    path,
+                    b"org.freedesktop.DBus.Properties",
+                    b"Get",
+                    apply_signature(b"ss", [b"org.freedesktop.systemd1.Unit", prop.encode()]),
+                ).body
+            except DBusBaseError as e:
+                raise SystemdError(f"Get {prop}", _error_name(e), _message(e)) from e
+            out.extend(Dependency(v.decode(), kind, "systemd") for v in values)
+        return out
 
     # -- changing --------------------------------------------------------------------------
 
