@@ -23,6 +23,7 @@ MESSAGE_IDS: Mapping[str, str] = {
     "policy-loaded": "f166355755a340cabf06d35778da6955",
     "policy-rejected": "c0621c3064ba41a893ce5051af73ba80",
     "flap": "66113930f9334ef18924cc95e9e486c8",
+    "activator": "58f5202b62294166a31010054d537275",
 }
 
 PRIORITY = {
@@ -35,6 +36,7 @@ PRIORITY = {
     "policy-loaded": 6,
     "policy-rejected": 3,
     "flap": 4,
+    "activator": 4,
 }
 
 Sender = Callable[..., None]
@@ -112,6 +114,8 @@ def apply_entries(
                     **extra,
                 )
             )
+            if kind == "mask" and u.activators:
+                entries.append(activator_entry(u) | extra)
         if u.refusal:
             entries.append(refusal_entry(u) | extra)
     for unit, message in result.errors:
@@ -140,6 +144,15 @@ def _plain(kind: str, message: str, **extra: str) -> dict[str, str]:
         "MASKTOOL_ACTION": kind,
         **extra,
     }
+
+
+def activator_entry(u: UnitPlan) -> dict[str, str]:
+    names = ", ".join(u.activators)
+    message = (
+        f"masktool: {u.obs.unit} is masked but {names} can still try to start it; every "
+        "activation will fail. Set 'with_triggers: true' on the rule to mask them too"
+    )
+    return _fields("activator", u, message, MASKTOOL_ACTIVATORS=names)
 
 
 def refusal_entry(u: UnitPlan) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from masktool.backend import ApplyResult
-from masktool.observe import UnitObservation
+from masktool.observe import DependentState, UnitObservation
 from masktool.plan import Plan, UnitPlan
 from masktool.policy import Exemption, Policy, Rule
 from masktool.units import is_template
@@ -50,6 +50,18 @@ def unit_json(u: UnitPlan) -> dict[str, Any]:
         "actions": [{"step": a.step.value, "unit": a.unit, "detail": a.detail} for a in u.actions],
         "refusal": u.refusal,
         "notes": list(u.notes),
+        "dependents": [
+            {
+                "unit": d.dep.dependent,
+                "kind": d.dep.kind,
+                "hard": d.dep.hard,
+                "source": d.dep.source,
+                "active": d.active,
+                "enabled": d.enabled,
+            }
+            for d in o.dependents
+        ],
+        "activators": list(u.activators),
     }
 
 
@@ -102,6 +114,10 @@ def check_text(p: Plan) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for u in p.units:
+        hard = [d for d in u.obs.dependents if d.dep.hard]
+        if hard and u.rule.action == "mask":
+            names = ", ".join(f"{d.dep.dependent} ({d.dep.kind})" for d in hard)
+            lines.append(f"dependents: {u.obs.unit} is required by {names}")
         for n in u.notes:
             lines.append(f"note: {u.obs.name}: {n}")
         if u.refusal:
@@ -114,6 +130,23 @@ def check_text(p: Plan) -> str:
     return "\n".join(lines)
 
 
+def dependents_text(u: UnitPlan, indent: str, soft_shown: int = 5) -> list[str]:
+    """Who depends on the unit: hard dependents and activators all, softer ones a few."""
+
+    def fmt(d: DependentState) -> str:
+        state = [w for w, on in (("active", d.active), ("enabled", d.enabled)) if on]
+        flags = f", {' and '.join(state)}" if state else ""
+        return f"{d.dep.dependent} ({d.dep.kind}{flags}) from {d.dep.source}"
+
+    strong = [d for d in u.obs.dependents if d.dep.hard or d.dep.kind == "Triggers"]
+    soft = [d for d in u.obs.dependents if d not in strong]
+    lines = [f"{indent}depended on by {fmt(d)}" for d in strong]
+    lines.extend(f"{indent}depended on by {fmt(d)}" for d in soft[:soft_shown])
+    if len(soft) > soft_shown:
+        lines.append(f"{indent}... and {len(soft) - soft_shown} more (Wants/PartOf/Upholds)")
+    return lines
+
+
 def plan_text(p: Plan) -> str:
     lines: list[str] = []
     for u in p.units:
@@ -123,6 +156,8 @@ def plan_text(p: Plan) -> str:
         if u.refusal:
             lines.append(f"{'refuse':<13} {u.obs.unit}: {u.refusal}  [{u.rule.source}]")
         lines.extend(f"{'note':<13} {u.obs.name}: {n}" for n in u.notes if not u.compliant)
+        if u.actions or u.refusal:
+            lines.extend(dependents_text(u, " " * 14))
     if not lines:
         return f"nothing to do: all {len(p.units)} unit(s) as the policy wants"
     n = len(p.actions)
@@ -183,6 +218,7 @@ def why_text(
     for i in obs.instances:
         lines.append(f"  instance: {i.name} LoadState={i.load_state} ActiveState={i.active_state}")
     if unit_plan is not None:
+        lines.extend(dependents_text(unit_plan, "  ", soft_shown=50))
         verdict = (
             "compliant" if unit_plan.compliant else ("refused" if unit_plan.refusal else "drift")
         )
