@@ -27,6 +27,8 @@ def rule_json(r: Rule) -> dict[str, Any]:
         "runtime": r.runtime,
         "force": r.force,
         "enable": r.enable,
+        "with_triggers": r.with_triggers,
+        "trigger_of": r.trigger_of,
     }
 
 

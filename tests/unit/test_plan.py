@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from masktool.observe import Entry, EntryKind, LiveState, State, UnitObservation
-from masktool.plan import Step, UnitPlan, plan
+from dataclasses import replace
+
+from masktool.deps import Dependency
+from masktool.observe import DependentState, Entry, EntryKind, LiveState, State, UnitObservation
+from masktool.plan import Step, UnitPlan, expand_triggers, plan
 from masktool.policy import Action, Location, Policy, Rule
 from masktool.units import SEARCH_PATH, SearchDir
 
@@ -166,3 +169,56 @@ def test_alias_and_real_name_with_opposite_rules_are_both_refused() -> None:
     p = plan(Policy("enforce", rules), {"nick.service": alias, "real.service": real}, live=False)
     assert all(u.refusal and not u.actions for u in p.units)
     assert "name the same unit real.service" in p.units[0].refusal
+
+
+def _dep(unit: str, kind: str, active: bool | None, enabled: bool) -> DependentState:
+    return DependentState(Dependency(unit, kind, "/x"), active, enabled)
+
+
+def test_protected_unit_needs_force_and_never_units_are_always_refused() -> None:
+    o = obs("rescue.service", (USR, EntryKind.UNIT_FILE), live=L("loaded", name="rescue.service"))
+    assert "protected" in one(rule("rescue.service"), o).refusal
+    assert one(rule("rescue.service", force=True), o).refusal == ""
+    me = obs("masktool.service", (USR, EntryKind.UNIT_FILE), live=L("loaded", "active"))
+    u = one(rule("masktool.service", force=True), me)
+    assert "never masks" in u.refusal
+    assert u.actions == ()
+
+
+def test_in_use_hard_dependents_block_unless_masked_too_or_forced() -> None:
+    deps = (
+        _dep("app.service", "Requires", True, False),
+        _dep("w.service", "Wants", True, True),
+        _dep("idle.service", "BindsTo", False, False),
+    )
+    o = replace(obs("lib.service", (USR, EntryKind.UNIT_FILE), live=L("loaded")), dependents=deps)
+    u = one(rule("lib.service"), o)
+    assert "app.service (Requires=lib.service, active)" in u.refusal
+    assert "w.service" not in u.refusal and "idle.service" not in u.refusal
+    assert one(rule("lib.service", force=True), o).refusal == ""
+    p = plan(
+        Policy("enforce", (rule("lib.service"),)),
+        {"lib.service": o},
+        True,
+        also_masked=frozenset({"app.service"}),
+    )
+    assert p.units[0].refusal == ""
+
+
+def test_already_masked_unit_is_not_refused_for_dependents() -> None:
+    deps = (_dep("app.service", "Requires", True, True),)
+    o = replace(obs("lib.service", (ETC, EntryKind.MASK), live=L("masked")), dependents=deps)
+    assert one(rule("lib.service"), o).compliant
+
+
+def test_with_triggers_adds_rules_for_activators() -> None:
+    deps = (_dep("d.socket", "Triggers", True, True),)
+    o = replace(obs("d.service", (USR, EntryKind.UNIT_FILE)), dependents=deps)
+    r = replace(rule("d.service"), with_triggers=True)
+    pol = expand_triggers(Policy("enforce", (r,)), {"d.service": o})
+    assert [(x.unit, x.trigger_of) for x in pol.rules] == [
+        ("d.service", ""),
+        ("d.socket", "d.service"),
+    ]
+    plain = one(rule("d.service"), o, live=False)
+    assert plain.activators == ("d.socket",)
