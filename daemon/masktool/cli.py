@@ -139,8 +139,12 @@ def _observe_plan(
     systemd: Systemd | None,
     query: Sequence[str] = (),
     index: DependencyIndex | None = None,
+    *,
+    deps_of_masked: bool = True,
 ) -> Plan:
-    return observe_and_plan(policy, root or "/", systemd, query, index=index)
+    return observe_and_plan(
+        policy, root or "/", systemd, query, index=index, deps_of_masked=deps_of_masked
+    )
 
 
 def _dispatch(
@@ -149,7 +153,9 @@ def _dispatch(
     if args.command == "why":
         return _why(args.unit, policy, root, systemd)
     index = DependencyIndex(root or "/")
-    p = _observe_plan(policy, root, systemd, index=index)
+    # check and plan show every unit's dependents; apply weighs them only where it may mask.
+    show_all = args.command != "apply"
+    p = _observe_plan(policy, root, systemd, index=index, deps_of_masked=show_all)
     if args.command == "check":
         _emit(args, plan_json("check", p, root), check_text(p))
         return EXIT_OK if p.compliant else EXIT_DRIFT
@@ -164,7 +170,8 @@ def _dispatch(
     started = time.monotonic()
     res = _execute(p, root, systemd) if p.actions else ApplyResult()
     # Verify from systemd itself: every unit acted on is asked about, loaded or not.
-    after = _observe_plan(policy, root, systemd, [u.obs.unit for u in p.units if u.actions], index)
+    acted = [u.obs.unit for u in p.units if u.actions]
+    after = _observe_plan(policy, root, systemd, acted, index=index, deps_of_masked=False)
     latency = int((time.monotonic() - started) * 1e6)
     _journal(apply_entries(p, res, after, latency, root=root))
     if args.json:

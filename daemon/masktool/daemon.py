@@ -399,7 +399,13 @@ class Daemon:
     def _observe_and_plan(self, sub: Policy, query: list[str]) -> Plan:
         masked = frozenset(self._mask_names)
         return observe_and_plan(
-            sub, "/", self.systemd, query, index=self._index, also_masked=masked
+            sub,
+            "/",
+            self.systemd,
+            query,
+            index=self._index,
+            also_masked=masked,
+            deps_of_masked=False,
         )
 
     def _learn_names(self, p: Plan) -> None:

@@ -74,7 +74,7 @@ class DependencyIndex:
         self.root = root
         self._by_target: dict[str, list[Dependency]] = {}
         self._enabled: set[str] = set()  # units with install links in /etc or /run
-        self._build()
+        self._built = False  # read on first use: an apply with nothing to mask never needs it
 
     def _add(self, dependent: str, kind: str, target: str, source: str) -> None:
         if "%" in target or unit_name_error(target) is not None:
@@ -82,6 +82,7 @@ class DependencyIndex:
         self._by_target.setdefault(target, []).append(Dependency(dependent, kind, source))
 
     def _build(self) -> None:
+        self._built = True
         fragments: dict[str, str] = {}
         dropins: dict[str, list[str]] = {}
         seen_dirs: set[tuple[int, int]] = set()
@@ -143,10 +144,14 @@ class DependencyIndex:
                     self._add(unit, "Triggers", target, path)
 
     def dependents(self, unit: str) -> list[Dependency]:
+        if not self._built:
+            self._build()
         return list(self._by_target.get(unit, []))
 
     def enabled(self, unit: str) -> bool:
         """Has install links (a .wants/.requires/.upholds entry) in /etc or /run."""
+        if not self._built:
+            self._build()
         return unit in self._enabled
 
 

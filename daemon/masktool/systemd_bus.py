@@ -36,13 +36,12 @@ _CONNECTION_ERRNOS = frozenset(
 )
 _RETRY_NAMES = frozenset({"DBusNoReplyError", "DBusDisconnectedError"})
 # systemd's reverse-dependency properties, and the dependency each one stands for.
+# Only those that decide a refusal or an activator warning: one round trip each, per unit.
+# Softer dependents (Wants=, PartOf=, Upholds=) come from the unit files.
 _REVERSE_PROPERTIES = (
     ("RequiredBy", "Requires"),
     ("RequisiteOf", "Requisite"),
     ("BoundBy", "BindsTo"),
-    ("ConsistsOf", "PartOf"),
-    ("WantedBy", "Wants"),
-    ("UpheldBy", "Upholds"),
     ("TriggeredBy", "Triggers"),
 )
 
