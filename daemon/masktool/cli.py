@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -222,6 +223,9 @@ def _why(name: str, policy: Policy, root: str | None, systemd: Systemd | None) -
         # Plan the whole policy: whether a dependent is masked too depends on the other rules.
         full = observe_and_plan(policy, root or "/", systemd, [effective.unit], index=index)
         unit_plan = next(u for u in full.units if u.rule is effective)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    where = f"the tree at {root}" if root else os.uname().nodename
+    print(f"# masktool {__version__}, {where}, {stamp}")
     print(
         why_text(
             name=name,
