@@ -84,25 +84,22 @@ def _wait(pred: Any, timeout: float = 30.0) -> float:
     return time.perf_counter()
 
 
-def _status_reloads() -> int:
-    out = subprocess.run(
-        ["systemctl", "show", "-p", "StatusText", "--value", "masktool.service"],
+def _service_property(name: str) -> str:
+    return subprocess.run(
+        ["systemctl", "show", "-p", name, "--value", "masktool.service"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
-    m = re.search(r"reloads (\d+)", out)
+    ).stdout.strip()
+
+
+def _status_reloads() -> int:
+    m = re.search(r"reloads (\d+)", _service_property("StatusText"))
     return int(m.group(1)) if m else -1
 
 
 def _main_pid() -> int:
-    out = subprocess.run(
-        ["systemctl", "show", "-p", "MainPID", "--value", "masktool.service"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return int(out.strip())
+    return int(_service_property("MainPID"))
 
 
 def _ticks(pid: int) -> int:

@@ -48,11 +48,10 @@ from masktool.policy import (
     load_policy,
 )
 from masktool.systemd_bus import Systemd, SystemdError
-from masktool.units import ETC_DIR, RUN_DIR, SEARCH_PATH, is_instance, template_of
+from masktool.units import ETC_DIR, ETC_SEARCH_DIR, RUN_DIR, is_instance, template_of
 from masktool.watch import HandlerError, Overflow, PolicyEvent, UnitEvent, Watcher, WatchItem
 
 Notify = Callable[[str], None]
-_ETC = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
 
 
 @dataclass(frozen=True)
@@ -249,14 +248,14 @@ class Daemon:
             return
         try:
             if ev.kind == "deleted" and rule.action == "mask" and not rule.runtime:
-                if write_mask(Path("/"), _ETC, ev.name):
+                if write_mask(Path("/"), ETC_SEARCH_DIR, ev.name):
                     self._expect_own_writes([(path, "created")])
                     change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
                     self._fast[ev.name] = ("unmasked", change)
             elif (
                 ev.kind == "created"
                 and rule.action == "unmask"
-                and remove_mask(Path("/"), _ETC, ev.name)
+                and remove_mask(Path("/"), ETC_SEARCH_DIR, ev.name)
             ):
                 self._expect_own_writes([(path, "deleted")])
                 self._fast[ev.name] = (

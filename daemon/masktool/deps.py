@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from masktool.units import ETC_DIR, RUN_DIR, SEARCH_PATH, unit_name_error, unit_type
+from masktool.units import ETC_DIR, RUN_DIR, SEARCH_PATH, under_root, unit_name_error, unit_type
 
 HARD = ("Requires", "Requisite", "BindsTo")
 SOFT = ("Wants", "PartOf", "Upholds")
@@ -33,10 +33,6 @@ class Dependency:
     @property
     def hard(self) -> bool:
         return self.kind in HARD
-
-
-def _under(root: str, inside: str) -> str:
-    return inside if root == "/" else root.rstrip("/") + inside
 
 
 def _parse(path: str) -> dict[str, list[str]]:
@@ -87,7 +83,7 @@ class DependencyIndex:
         dropins: dict[str, list[str]] = {}
         seen_dirs: set[tuple[int, int]] = set()
         for d in SEARCH_PATH:
-            base = _under(self.root, d.path)
+            base = under_root(self.root, d.path)
             try:
                 st = os.stat(base)
             except OSError:

@@ -25,6 +25,7 @@ from masktool.units import (
     is_instance,
     is_template,
     template_of,
+    under_root,
     unit_name_error,
     unit_type,
 )
@@ -180,10 +181,6 @@ def _outranks_etc(d: SearchDir) -> bool:
 # -- the files --------------------------------------------------------------------------------
 
 
-def _under(root: str, inside: str) -> str:
-    return inside if root == "/" else root.rstrip("/") + inside
-
-
 def _chase(root: str, inside: str, max_hops: int = 40) -> tuple[str, bool]:
     """Follow symlinks from `inside` with `root` as /. Returns (final path inside root, exists)."""
     parts = [p for p in inside.split("/") if p]
@@ -198,7 +195,7 @@ def _chase(root: str, inside: str, max_hops: int = 40) -> tuple[str, bool]:
             if resolved:
                 resolved.pop()
             continue
-        candidate = _under(root, "/" + "/".join([*resolved, part]))
+        candidate = under_root(root, "/" + "/".join([*resolved, part]))
         try:
             st = os.lstat(candidate)
         except (FileNotFoundError, NotADirectoryError):
@@ -218,7 +215,7 @@ def _chase(root: str, inside: str, max_hops: int = 40) -> tuple[str, bool]:
 
 def classify(root: str, d: SearchDir, name: str) -> Entry | None:
     """The entry for `name` in directory `d` under `root`, classified; None if there is none."""
-    p = _under(root, f"{d.path}/{name}")
+    p = under_root(root, f"{d.path}/{name}")
     try:
         st = os.lstat(p)
     except (FileNotFoundError, NotADirectoryError):
@@ -239,7 +236,7 @@ def classify(root: str, d: SearchDir, name: str) -> Entry | None:
         return Entry(d, name, EntryKind.MASK, final)
     if not exists:
         return Entry(d, name, EntryKind.DANGLING, final)
-    tst = os.stat(_under(root, final))
+    tst = os.stat(under_root(root, final))
     if stat.S_ISCHR(tst.st_mode) or (stat.S_ISREG(tst.st_mode) and tst.st_size == 0):
         return Entry(d, name, EntryKind.MASK, final)
     if not stat.S_ISREG(tst.st_mode):
@@ -260,7 +257,7 @@ class UnitTree:
         self.dirs: list[tuple[SearchDir, frozenset[str]]] = []
         seen: set[Path] = set()
         for d in SEARCH_PATH:
-            p = Path(_under(root, d.path))
+            p = Path(under_root(root, d.path))
             try:
                 real = p.resolve(strict=True)
                 names = frozenset(os.listdir(p))

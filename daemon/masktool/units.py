@@ -110,3 +110,11 @@ SEARCH_PATH: tuple[SearchDir, ...] = (
     SearchDir("/usr/lib/systemd/system", Scope.VENDOR),
     SearchDir("/run/systemd/generator.late", Scope.VENDOR),
 )
+
+ETC_SEARCH_DIR = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
+RUN_SEARCH_DIR = next(d for d in SEARCH_PATH if d.path == RUN_DIR)
+
+
+def under_root(root: str, inside: str) -> str:
+    """`inside` (an absolute path) as seen from the host when `root` is the tree's /."""
+    return inside if root == "/" else root.rstrip("/") + inside

@@ -55,6 +55,10 @@ def journal(host: Host, *matches: str) -> list[dict[str, str]]:
     return [json.loads(line) for line in out.splitlines()]
 
 
+def main_pid(host: Host) -> str:
+    return host.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+
+
 def status(host: Host) -> str:
     return host.systemctl("show", "-p", "StatusText", "--value", "masktool.service").stdout.strip()
 
@@ -98,7 +102,7 @@ def test_unit_is_hardened(daemon: Host) -> None:
     assert float(m.group(1)) <= 2.0, out
     # And it works under that hardening: it just fixed drift as a service (test above), and
     # it runs as root with no capabilities at all.
-    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    pid = main_pid(daemon)
     caps = Path(daemon.sb.path(f"/proc/{pid}/status")).read_text()
     assert re.search(r"CapEff:\s+0+\n", caps), caps
 
@@ -193,32 +197,30 @@ def test_audit_mode_reports_and_changes_nothing(daemon: Host) -> None:
 
 
 def test_kill_9_then_restart_converges(daemon: Host) -> None:
-    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    pid = main_pid(daemon)
     daemon.sb.run(["kill", "-9", pid])
     daemon.etc("dz-b.service").unlink()
     wait_until("restarted and put back", lambda: masked_link(daemon, "dz-b.service"), 20)
-    new = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    new = main_pid(daemon)
     assert new not in (pid, "0")
 
 
 def test_daemon_reexec_is_survived(daemon: Host) -> None:
-    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    pid = main_pid(daemon)
     daemon.systemctl("daemon-reexec")
     daemon.systemctl("unmask", "dz-a.service")
     wait_until("put back after reexec", lambda: masked_link(daemon, "dz-a.service"))
     wait_until("masked after reexec", lambda: daemon.show("dz-a.service")["LoadState"] == "masked")
-    after = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout
-    assert after.strip() == pid
+    assert main_pid(daemon) == pid
 
 
 def test_dbus_restart_is_survived(daemon: Host) -> None:
-    pid = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout.strip()
+    pid = main_pid(daemon)
     daemon.systemctl("restart", "dbus.service")
     daemon.systemctl("unmask", "dz-a.service")
     wait_until("put back after dbus restart", lambda: masked_link(daemon, "dz-a.service"))
     wait_until("masked", lambda: daemon.show("dz-a.service")["LoadState"] == "masked")
-    after = daemon.systemctl("show", "-p", "MainPID", "--value", "masktool.service").stdout
-    assert after.strip() == pid
+    assert main_pid(daemon) == pid
 
 
 def test_storm_of_200_unmasks(daemon: Host) -> None:

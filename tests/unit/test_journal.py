@@ -9,9 +9,9 @@ from masktool.journal import MESSAGE_IDS, apply_entries, send_all
 from masktool.observe import Entry, EntryKind, LiveState, UnitObservation
 from masktool.plan import plan
 from masktool.policy import Location, Policy, Rule
-from masktool.units import SEARCH_PATH
+from masktool.units import ETC_SEARCH_DIR, SEARCH_PATH
 
-ETC = next(d for d in SEARCH_PATH if d.path == "/etc/systemd/system")
+ETC = ETC_SEARCH_DIR
 USR = next(d for d in SEARCH_PATH if d.path == "/usr/lib/systemd/system")
 
 

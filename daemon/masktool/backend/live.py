@@ -12,9 +12,7 @@ from masktool.backend import ApplyResult, Change
 from masktool.files import NotAMaskError, displace
 from masktool.plan import Plan, Step, UnitPlan
 from masktool.systemd_bus import Systemd, SystemdError
-from masktool.units import ETC_DIR, SEARCH_PATH, is_template, template_of
-
-_ETC = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
+from masktool.units import ETC_DIR, ETC_SEARCH_DIR, is_template, template_of
 
 
 def apply_live(
@@ -29,7 +27,7 @@ def apply_live(
     failed_displace: set[str] = set()
     for u in by_step[Step.DISPLACE]:
         try:
-            dest = displace(Path("/"), _ETC, u.obs.unit, stamp)
+            dest = displace(Path("/"), ETC_SEARCH_DIR, u.obs.unit, stamp)
             src = f"{ETC_DIR}/{u.obs.unit}"
             res.changes.append(Change(u.obs.unit, "displace", f"{src} -> {dest}", src))
         except (OSError, NotAMaskError) as e:

@@ -10,10 +10,7 @@ from pathlib import Path
 from masktool.backend import ApplyResult, Change
 from masktool.files import NotAMaskError, displace, remove_mask, write_mask
 from masktool.plan import Plan, Step
-from masktool.units import ETC_DIR, RUN_DIR, SEARCH_PATH
-
-_ETC = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
-_RUN = next(d for d in SEARCH_PATH if d.path == RUN_DIR)
+from masktool.units import ETC_DIR, ETC_SEARCH_DIR, RUN_SEARCH_DIR
 
 
 def apply_offline(plan: Plan, root: Path, stamp: str) -> ApplyResult:
@@ -24,16 +21,16 @@ def apply_offline(plan: Plan, root: Path, stamp: str) -> ApplyResult:
         for a in u.actions:
             try:
                 if a.step == Step.DISPLACE:
-                    dest = displace(root, _ETC, unit, stamp)
+                    dest = displace(root, ETC_SEARCH_DIR, unit, stamp)
                     res.changes.append(Change(unit, "displace", f"{ETC_DIR}/{unit} -> {dest}"))
                 elif a.step in (Step.MASK, Step.MASK_RUNTIME):
-                    d = _ETC if a.step == Step.MASK else _RUN
+                    d = ETC_SEARCH_DIR if a.step == Step.MASK else RUN_SEARCH_DIR
                     if write_mask(root, d, unit):
                         res.changes.append(
                             Change(unit, a.step.value, f"{d.path}/{unit} -> /dev/null")
                         )
                 elif a.step == Step.UNMASK:
-                    for d in (_ETC, _RUN):
+                    for d in (ETC_SEARCH_DIR, RUN_SEARCH_DIR):
                         if remove_mask(root, d, unit):
                             res.changes.append(Change(unit, "unmask", f"removed {d.path}/{unit}"))
                 elif a.step == Step.ENABLE:
