@@ -7,14 +7,19 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV ?= $(CURDIR)/.venv
 APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev python3-venv systemd dbus util-linux
+# Building the .deb, and what it depends on (installed here so the package test can install it
+# into a sandboxed systemd, which sees the host's /usr).
+DEB_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-hatchling \
+	python3-pystemd python3-systemd python3-watchdog python3-yaml
+DEB_BUILD := $(CURDIR)/build/deb
 STAMP := $(VENV)/.installed
 
-.PHONY: all deps system-deps venv lint typecheck unit integration test demo bench clean
+.PHONY: all deps system-deps venv lint typecheck unit integration test demo bench deb clean
 
 all: test
 
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@missing=""; for p in $(APT_PACKAGES) $(DEB_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -55,5 +60,14 @@ bench: venv
 	$(VENV)/bin/python bench/apply_bench.py
 	$(VENV)/bin/python bench/daemon_bench.py
 
+# The Debian package, built from the files git tracks with packaging/debian as debian/.
+deb: system-deps
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/masktool
+	git ls-files -z | xargs -0 cp --parents -t $(DEB_BUILD)/masktool
+	cp -a packaging/debian $(DEB_BUILD)/masktool/debian
+	# Debian's own interpreter and tools, not one earlier on PATH (pyenv and the like).
+	cd $(DEB_BUILD)/masktool && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	@ls $(DEB_BUILD)/*.deb
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -101,6 +101,9 @@ for b in "$@"; do
     esac
 done
 echo masktool-sandbox > etc/hostname
+# Container images ship a policy-rc.d that forbids package scripts to start services; in a
+# booted systemd that is wrong (it would stop dpkg -i from starting what it installs).
+rm -f usr/sbin/policy-rc.d
 mkdir -p .oldroot
 pivot_root . .oldroot
 umount -l /.oldroot

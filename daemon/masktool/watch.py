@@ -113,6 +113,21 @@ class _OverflowLog(logging.Handler):
             self.sink(Overflow(time.monotonic()))
 
 
+def _schedule(
+    obs: InotifyObserver,
+    handler: FileSystemEventHandler,
+    path: str,
+    kinds: list[type[FileSystemEvent]],
+) -> None:
+    try:
+        obs.schedule(handler, path, recursive=False, event_filter=kinds)
+    except TypeError:
+        # watchdog before 2.3 (Debian 12 ships 2.2.1) has no event_filter: the inotify mask then
+        # includes opens, which wake the observer on every daemon-reload; the handlers still
+        # pass on only the kinds of events they want.
+        obs.schedule(handler, path, recursive=False)
+
+
 class Watcher:
     def __init__(self, unit_dirs: Iterable[str], policy_dirs: Iterable[str], sink: Sink) -> None:
         self.sink = sink
@@ -124,12 +139,10 @@ class Watcher:
     def start(self) -> None:
         obs = InotifyObserver()
         for d in self.unit_dirs:
-            obs.schedule(
-                _UnitDirHandler(d, self.sink), d, recursive=False, event_filter=_UNIT_EVENTS
-            )
+            _schedule(obs, _UnitDirHandler(d, self.sink), d, _UNIT_EVENTS)
         policy_handler = _PolicyDirHandler(self.sink)
         for d in self.policy_dirs:
-            obs.schedule(policy_handler, d, recursive=False, event_filter=_POLICY_EVENTS)
+            _schedule(obs, policy_handler, d, _POLICY_EVENTS)
         logging.getLogger("watchdog.observers.inotify_c").addHandler(self._log_handler)
         obs.daemon = True
         obs.start()

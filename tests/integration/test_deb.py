@@ -1,0 +1,88 @@
+"""The Debian package: built from the tree, installed with dpkg into a booted systemd of its own
+(Debian's python3-pystemd, python3-systemd, python3-watchdog and python3-yaml underneath), and
+used as an admin would."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REQUIRE_SYSTEMD
+from tests.sandbox import Sandbox, can_boot
+
+REPO = Path(__file__).resolve().parents[2]
+DEB = REPO / "build/deb/masktool_0.1.0_all.deb"
+
+
+def wait_until(what: str, fn: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def sb() -> Iterator[Sandbox]:
+    ok, why = can_boot()
+    if not ok:
+        if REQUIRE_SYSTEMD:
+            pytest.fail(f"package tests required but systemd cannot be booted: {why}")
+        pytest.skip(why)
+    subprocess.run(["make", "-s", "deb"], cwd=REPO, check=True, capture_output=True)
+    with Sandbox(binds=[str(REPO)]) as box:
+        yield box
+
+
+def test_install_runs_hardened_daemon_and_enforces_a_dropped_in_policy(sb: Sandbox) -> None:
+    res = sb.run(["dpkg", "-i", str(DEB)], check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sb.run(["systemctl", "is-enabled", "masktool.service"]).stdout.strip() == "enabled"
+    wait_until(
+        "masktool active",
+        lambda: (
+            sb.run(["systemctl", "is-active", "masktool.service"], check=False).stdout.strip()
+            == "active"
+        ),
+    )
+    exe = sb.run(["systemctl", "show", "-p", "ExecStart", "masktool.service"]).stdout
+    assert "/usr/bin/masktool" in exe
+    # The shipped policy enforces nothing; bundles are where the docs say.
+    assert sb.run(["masktool", "validate"]).returncode == 0
+    assert sb.path("/usr/share/masktool/policies/stig-rhel9.yaml").is_file()
+
+    sb.write(
+        "/usr/local/lib/systemd/system/pkg-telnetd.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    )
+    sb.run(["systemctl", "daemon-reload"])
+    sb.write(
+        "/etc/masktool/policy.d/50-site.yaml",
+        "version: 1\nmask:\n  - unit: pkg-telnetd.service\n    reason: no telnet\n",
+    )
+    sb.run(["systemctl", "reload", "masktool.service"])
+    wait_until(
+        "masked by the packaged daemon",
+        lambda: sb.show("pkg-telnetd.service", "LoadState")["LoadState"] == "masked",
+    )
+
+    def explained() -> bool:
+        out = sb.run(["journalctl", "--no-pager", "-x", "-u", "pkg-telnetd.service"]).stdout
+        return "masktool masked pkg-telnetd.service because the rule at" in out
+
+    wait_until("catalog text in journalctl -xu", explained)
+
+
+def test_remove_keeps_masks_and_purge_removes_config(sb: Sandbox) -> None:
+    sb.run(["dpkg", "-r", "masktool"])
+    state = sb.run(["systemctl", "is-active", "masktool.service"], check=False).stdout.strip()
+    assert state in ("inactive", "unknown")
+    assert sb.show("pkg-telnetd.service", "LoadState")["LoadState"] == "masked"
+    assert sb.path("/etc/masktool/policy.d/50-site.yaml").exists()
+    sb.run(["dpkg", "--purge", "masktool"])
+    assert not sb.path("/etc/masktool").exists()
+    assert sb.show("pkg-telnetd.service", "LoadState")["LoadState"] == "masked"
