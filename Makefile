@@ -60,10 +60,11 @@ bench: venv
 	$(VENV)/bin/python bench/apply_bench.py
 	$(VENV)/bin/python bench/daemon_bench.py
 
-# The Debian package, built from the files git tracks with packaging/debian as debian/.
+# The Debian package, built from the tree (files git tracks or would track) with
+# packaging/debian as debian/.
 deb: system-deps
 	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/masktool
-	git ls-files -z | xargs -0 cp --parents -t $(DEB_BUILD)/masktool
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(DEB_BUILD)/masktool
 	cp -a packaging/debian $(DEB_BUILD)/masktool/debian
 	# Debian's own interpreter and tools, not one earlier on PATH (pyenv and the like).
 	cd $(DEB_BUILD)/masktool && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b

@@ -22,6 +22,14 @@ from masktool.deps import DependencyIndex
 from masktool.engine import observe_and_plan
 from masktool.journal import apply_entries, journal_sender, send_all
 from masktool.lock import LockError, apply_lock
+from masktool.metrics import (
+    TEXTFILE_DIR,
+    TEXTFILE_NAME,
+    default_path,
+    render,
+    samples,
+    write_atomic,
+)
 from masktool.observe import UnitObservation, UnitTree, observe
 from masktool.plan import Plan
 from masktool.policy import Policy, PolicyError, load_policy
@@ -72,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="machine-readable output")
 
     common(sub.add_parser("validate", help="check the policy and exit"), root=True, js=False)
-    common(sub.add_parser("check", help="audit: exit 1 when a unit is not as the policy wants"))
+    check = sub.add_parser("check", help="audit: exit 1 when a unit is not as the policy wants")
+    common(check)
+    check.add_argument(
+        "--metrics", metavar="FILE", help="also write compliance as a Prometheus textfile to FILE"
+    )
     common(sub.add_parser("plan", help="show what apply would do"))
     common(sub.add_parser("apply", help="make the host match the policy, then verify"))
     why = sub.add_parser("why", help="which rule covers UNIT, and what the host says about it")
@@ -86,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         default=600.0,
         metavar="SECONDS",
         help="full reconcile this often, in case inotify lost events (default 600)",
+    )
+    d.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help=f"Prometheus textfile to keep up to date (default {TEXTFILE_DIR}/{TEXTFILE_NAME} "
+        "when that directory exists; 'none' to write none)",
     )
     return ap
 
@@ -115,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
         # The daemon loads (and reloads) the policy itself: a bad one must not stop it.
         from masktool.daemon import run_daemon
 
-        return run_daemon(tuple(args.policy), args.backstop)
+        metrics = default_path() if args.metrics is None else args.metrics
+        return run_daemon(tuple(args.policy), args.backstop, None if metrics == "none" else metrics)
     policy = load_policy(args.policy, root or "/")
     if args.command == "validate":
         n = len(policy.rules)
@@ -159,6 +178,9 @@ def _dispatch(
     p = _observe_plan(policy, root, systemd, index=index, deps_of_masked=show_all)
     if args.command == "check":
         _emit(args, plan_json("check", p, root), check_text(p))
+        if args.metrics:
+            text = render(samples(p.units), policy_ok=True, last_reconcile=time.time())
+            write_atomic(args.metrics, text)
         return EXIT_OK if p.compliant else EXIT_DRIFT
     if args.command == "plan":
         _emit(args, plan_json("plan", p, root), plan_text(p))

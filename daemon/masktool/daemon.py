@@ -38,6 +38,7 @@ from masktool.journal import (
     send_all,
 )
 from masktool.lock import LockError, apply_lock
+from masktool.metrics import Totals, UnitSample, render, samples, write_atomic
 from masktool.plan import Plan
 from masktool.policy import (
     DEFAULT_POLICY,
@@ -71,6 +72,7 @@ class DaemonConfig:
     flap_max_delay: float = 600.0
     own_write_window: float = 5.0  # how long an expected inotify event of our own is awaited
     retry_delay: float = 5.0  # after a failed reconcile (systemd unreachable, ...)
+    metrics: str | None = None  # Prometheus textfile kept up to date after every reconcile
 
 
 @dataclass
@@ -120,6 +122,9 @@ class Daemon:
         self._mask_names: set[str] = set()  # every name the policy masks, resolved or not
         self._refused: set[str] = set()  # rules refused at their last plan: no fast path
         self._index: DependencyIndex | None = None  # reverse dependencies, rebuilt on change
+        self._samples: dict[str, UnitSample] = {}  # last known compliance per unit, for metrics
+        self._policy_ok = False
+        self._last_reconcile = 0.0
         self._reconnects = systemd.reconnects
         interval = _watchdog_interval()
         self._ping_every = interval
@@ -287,7 +292,11 @@ class Daemon:
             new = load_policy(self.cfg.policy_args, "/")
         except PolicyError as e:
             self._journal([policy_rejected_entry(e.problems, kept=self.policy is not None)])
+            self._policy_ok = False
+            self._write_metrics()
             return False
+        self._policy_ok = True
+        self._samples = {}
         self.policy = new
         self._reported = {}
         self._names = {}
@@ -351,6 +360,24 @@ class Daemon:
             self._reconnects = self.systemd.reconnects
             self._full_due = time.monotonic()
         self.notify("STATUS=" + self.status())
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        if not self.cfg.metrics:
+            return
+        text = render(
+            self._samples.values(),
+            policy_ok=self._policy_ok,
+            last_reconcile=self._last_reconcile,
+            totals=Totals(
+                self.stats.fixed, self.stats.refused, self.stats.reloads, self.stats.errors
+            ),
+        )
+        try:
+            write_atomic(self.cfg.metrics, text)
+        except OSError as e:
+            self.stats.errors += 1
+            self._journal([error_entry(f"cannot write metrics to {self.cfg.metrics}: {e}")])
 
     def _converge(
         self, sub: Policy, names: list[str], since: float, asked: set[str] | None
@@ -378,6 +405,7 @@ class Daemon:
             )
             acted = [u.obs.unit for u in before.units if u.actions or u.obs.unit in fast]
             after = self._observe_and_plan(sub, acted)
+            self._samples.update((s.unit, s) for s in samples(after.units))
             latency = int((time.monotonic() - since) * 1e6)
             was = {u: w for u, (w, _) in fast.items()}
             entries = [
@@ -409,7 +437,9 @@ class Daemon:
 
     def _learn_names(self, p: Plan) -> None:
         """Events name entries; remember which names (aliases, activators masked with
-        with_triggers) lead to which policy rules."""
+        with_triggers) lead to which policy rules. Also keeps the per-unit metrics."""
+        self._last_reconcile = time.time()
+        self._samples.update((s.unit, s) for s in samples(p.units))
         for u in p.units:
             owner = u.rule.trigger_of or u.rule.unit
             for n in (u.obs.unit, *u.obs.alias_chain):
@@ -488,7 +518,7 @@ def _wallclock() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_daemon(policy_args: tuple[str, ...], backstop: float) -> int:
+def run_daemon(policy_args: tuple[str, ...], backstop: float, metrics: str | None) -> int:
     from systemd import daemon as sd_daemon
 
     from masktool.journal import journal_sender
@@ -506,7 +536,7 @@ def run_daemon(policy_args: tuple[str, ...], backstop: float) -> int:
         return 2
     with systemd:
         d = Daemon(
-            DaemonConfig(policy_args=policy_args, backstop=backstop),
+            DaemonConfig(policy_args=policy_args, backstop=backstop, metrics=metrics),
             systemd,
             journal_sender(),
             notify,

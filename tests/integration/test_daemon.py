@@ -76,6 +76,8 @@ def daemon(host: Host) -> Iterator[Host]:
     ]:
         host.vendor_unit(u)
     host.install_service()
+    # node_exporter's textfile directory: the daemon writes its metrics there by default.
+    host.sb.path("/var/lib/prometheus/node-exporter").mkdir(parents=True, exist_ok=True)
     host.systemctl("start", "dz-a.service")
     host.sb.write("/etc/masktool/policy.yaml", policy_text(), 0o644)
     # Drift made while the daemon is down: fixed before READY=1, so before `start` returns.
@@ -266,3 +268,28 @@ def test_watchdog_pings_keep_it_alive(daemon: Host) -> None:
         daemon.sb.path(dropin).unlink()
         daemon.systemctl("daemon-reload")
         daemon.systemctl("restart", "masktool.service")
+
+
+def test_metrics_textfile_is_kept_up_to_date(daemon: Host) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom = daemon.sb.path("/var/lib/prometheus/node-exporter/masktool.prom")
+    daemon.systemctl("unmask", "dz-b.service")
+    wait_until("dz-b masked again", lambda: masked_link(daemon, "dz-b.service"))
+
+    def fixed() -> float:
+        if not prom.exists():
+            return 0.0
+        fams = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+        return float(fams["masktool_drift_fixed"].samples[0].value)
+
+    # The link is back at once; the file follows the verification that comes after.
+    wait_until("the put-back counted in the metrics", lambda: fixed() >= 1)
+    fams = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    compliant = {s.labels["unit"]: s.value for s in fams["masktool_unit_compliant"].samples}
+    assert compliant["dz-a.service"] == 1.0
+    assert compliant["dz-c.service"] == 1.0
+    assert len(compliant) == len(BASE_RULES) + 1
+    assert fams["masktool_drift_fixed"].samples[0].value >= 1
+    assert fams["masktool_policy_load_success"].samples[0].value == 1.0
+    assert fams["masktool_last_reconcile_timestamp_seconds"].samples[0].value > time.time() - 600

@@ -338,3 +338,21 @@ def test_journal_entry_for_a_mask(host: Host) -> None:
     assert e["MASKTOOL_HAVE"].startswith("masked (LoadState=masked")
     assert e["MESSAGE_ID"] == "b63ff736da4248fdad21b9bd4cca21f6"
     assert int(e["MASKTOOL_LATENCY_USEC"]) > 0
+
+
+def test_check_writes_a_metrics_textfile(host: Host) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host.vendor_unit("t21.service")
+    p = host.policy("t21", "version: 1\nmask:\n  - t21.service\n  - t21-gone.service\n")
+    host.masktool_run("apply", "--policy", p)
+    host.systemctl("unmask", "t21.service")
+    res = host.masktool_run("check", "--policy", p, "--metrics", "/var/tmp/t21.prom")
+    assert res.returncode == 1
+    fams = {
+        f.name: f
+        for f in text_string_to_metric_families(host.sb.path("/var/tmp/t21.prom").read_text())
+    }
+    compliant = {s.labels["unit"]: s.value for s in fams["masktool_unit_compliant"].samples}
+    assert compliant == {"t21.service": 0.0, "t21-gone.service": 1.0}
+    assert "masktool_drift_fixed" not in fams  # a check has no counters

@@ -1,0 +1,152 @@
+"""Compliance as a Prometheus textfile (node_exporter's textfile collector reads it).
+
+`render` is pure; `write_atomic` replaces the file in one rename, so a scrape never reads half
+of it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from masktool.plan import UnitPlan
+
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+TEXTFILE_NAME = "masktool.prom"
+
+
+def default_path() -> str | None:
+    """node_exporter's textfile directory, when this host has one."""
+    return f"{TEXTFILE_DIR}/{TEXTFILE_NAME}" if Path(TEXTFILE_DIR).is_dir() else None
+
+
+@dataclass(frozen=True)
+class UnitSample:
+    unit: str
+    want: str
+    state: str
+    compliant: bool
+    refused: bool
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The daemon's counters since it started (None: not a daemon, no counters)."""
+
+    drift_fixed: int
+    refusals: int
+    reloads: int
+    errors: int
+
+
+def samples(units: Iterable[UnitPlan]) -> list[UnitSample]:
+    return [
+        UnitSample(u.obs.unit, u.want, u.state.value, u.compliant, bool(u.refusal)) for u in units
+    ]
+
+
+def _number(value: float) -> str:
+    # Full precision: a Unix timestamp in %g form would lose its last digits.
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(
+    units: Iterable[UnitSample],
+    *,
+    policy_ok: bool,
+    last_reconcile: float,
+    totals: Totals | None = None,
+) -> str:
+    units = sorted(units, key=lambda u: u.unit)
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+
+    metric(
+        "masktool_unit_compliant",
+        "gauge",
+        "1 when systemd reports the unit as the policy wants it, else 0",
+        [
+            (f'{{unit="{_label(u.unit)}",want="{u.want}",state="{u.state}"}}', int(u.compliant))
+            for u in units
+        ],
+    )
+    counts = {"compliant": 0, "drift": 0, "refused": 0}
+    for u in units:
+        counts["compliant" if u.compliant else "refused" if u.refused else "drift"] += 1
+    metric(
+        "masktool_units",
+        "gauge",
+        "Policy units by result",
+        [(f'{{result="{k}"}}', v) for k, v in counts.items()],
+    )
+    metric(
+        "masktool_conflicts",
+        "gauge",
+        "Units masktool will not mask because something else sits at /etc/systemd/system/UNIT",
+        [("", sum(u.state == "conflict" for u in units))],
+    )
+    metric(
+        "masktool_policy_load_success",
+        "gauge",
+        "1 when the last policy load succeeded, 0 when it was rejected",
+        [("", int(policy_ok))],
+    )
+    metric(
+        "masktool_last_reconcile_timestamp_seconds",
+        "gauge",
+        "When masktool last compared the host with the policy (Unix time)",
+        [("", round(last_reconcile, 3))],
+    )
+    if totals is not None:
+        metric(
+            "masktool_drift_fixed_total",
+            "counter",
+            "Units put back as the policy wants",
+            [("", totals.drift_fixed)],
+        )
+        metric(
+            "masktool_refusals_total",
+            "counter",
+            "Refusals journaled (each once)",
+            [("", totals.refusals)],
+        )
+        metric(
+            "masktool_reloads_total",
+            "counter",
+            "daemon-reloads masktool asked systemd for",
+            [("", totals.reloads)],
+        )
+        metric(
+            "masktool_errors_total",
+            "counter",
+            "Reconciles that failed and were retried",
+            [("", totals.errors)],
+        )
+    return "\n".join(out) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write aside in the same directory, fsync, rename over: readers see old or new, whole."""
+    directory = str(Path(path).parent)
+    fd, tmp = tempfile.mkstemp(prefix=".masktool.", suffix=".prom.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), 0o644)  # node_exporter runs as another user
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
