@@ -194,7 +194,9 @@ class _FileContent:
 # both are the safe loader and keep marks for file:line.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_RULE_KEYS: dict[Action, tuple[str, ...]] = {
+TOP_KEYS = ("version", "mode", "include", "mask", "unmask", "exempt")
+EXEMPT_KEYS = ("unit", "reason")
+RULE_KEYS: dict[Action, tuple[str, ...]] = {
     "mask": ("unit", "reason", "stop", "runtime", "force", "with_triggers"),
     "unmask": ("unit", "reason", "enable"),
 }
@@ -223,7 +225,7 @@ def parse_text(
     if root is None:
         problems.append((path, "the file is empty; a policy starts with 'version: 1'"))
         return None
-    keys = r.mapping(root, "the policy", ("version", "mode", "include", "mask", "unmask", "exempt"))
+    keys = r.mapping(root, "the policy", TOP_KEYS)
     if keys is None:
         return None
     content = _FileContent(path, None, [], [], [])
@@ -267,7 +269,7 @@ def _parse_rule(r: _Reader, item: yaml.Node, action: Action, via: tuple[str, ...
     if isinstance(item, yaml.ScalarNode):
         unit = r.unit(item)
         return Rule(unit, action, r.at(item), via=via) if unit else None
-    fields = r.mapping(item, f"a {action} rule", _RULE_KEYS[action])
+    fields = r.mapping(item, f"a {action} rule", RULE_KEYS[action])
     if fields is None:
         return None
     if "unit" not in fields:
@@ -306,7 +308,7 @@ def _parse_exemption(r: _Reader, item: yaml.Node) -> Exemption | None:
     if isinstance(item, yaml.ScalarNode):
         r.error(item, "an exemption needs a reason: write '- unit: NAME' and 'reason: WHY'")
         return None
-    fields = r.mapping(item, "an exemption", ("unit", "reason"))
+    fields = r.mapping(item, "an exemption", EXEMPT_KEYS)
     if fields is None:
         return None
     if "unit" not in fields or "reason" not in fields:

@@ -54,6 +54,12 @@ def test_install_runs_hardened_daemon_and_enforces_a_dropped_in_policy(sb: Sandb
     # The shipped policy enforces nothing; bundles are where the docs say.
     assert sb.run(["masktool", "validate"]).returncode == 0
     assert sb.path("/usr/share/masktool/policies/stig-rhel9.yaml").is_file()
+    assert sb.path("/usr/share/man/man8/masktool.8.gz").is_file()
+    assert sb.path("/usr/share/man/man5/masktool-policy.5.gz").is_file()
+    assert (
+        "policy.yaml"
+        in sb.run(["dpkg-query", "--showformat=${Conffiles}", "-W", "masktool"]).stdout
+    )
 
     sb.write(
         "/usr/local/lib/systemd/system/pkg-telnetd.service",
