@@ -10,11 +10,13 @@ APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev python3-venv systemd d
 # Building the .deb, and what it depends on (installed here so the package test can install it
 # into a sandboxed systemd, which sees the host's /usr).
 DEB_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-hatchling \
-	python3-pystemd python3-systemd python3-watchdog python3-yaml
+	python3-pystemd python3-systemd python3-watchdog python3-yaml rpm
 DEB_BUILD := $(CURDIR)/build/deb
+RPM_BUILD := $(CURDIR)/build/rpm
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: all deps system-deps venv lint typecheck unit integration test demo bench deb clean
+.PHONY: all deps system-deps venv lint typecheck unit integration test demo bench deb srpm clean
 
 all: test
 
@@ -69,6 +71,14 @@ deb: system-deps
 	# Debian's own interpreter and tools, not one earlier on PATH (pyenv and the like).
 	cd $(DEB_BUILD)/masktool && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
 	@ls $(DEB_BUILD)/*.deb
+
+# A Fedora/RHEL source package from packaging/fedora/masktool.spec.
+srpm: system-deps
+	rm -rf $(RPM_BUILD) && mkdir -p $(RPM_BUILD)/SOURCES $(RPM_BUILD)/masktool-$(VERSION)
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(RPM_BUILD)/masktool-$(VERSION)
+	tar -C $(RPM_BUILD) -czf $(RPM_BUILD)/SOURCES/masktool-$(VERSION).tar.gz masktool-$(VERSION)
+	rpmbuild -bs --define "_topdir $(RPM_BUILD)" packaging/fedora/masktool.spec
+	@ls $(RPM_BUILD)/SRPMS/*.src.rpm
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
