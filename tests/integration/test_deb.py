@@ -5,6 +5,7 @@ used as an admin would."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,3 +93,40 @@ def test_remove_keeps_masks_and_purge_removes_config(sb: Sandbox) -> None:
     sb.run(["dpkg", "--purge", "masktool"])
     assert not sb.path("/etc/masktool").exists()
     assert sb.show("pkg-telnetd.service", "LoadState")["LoadState"] == "masked"
+
+
+def test_ansible_rollout_installs_and_distributes_policy(sb: Sandbox) -> None:
+    """The example playbook, run on this host (connection local) as on any host of a fleet."""
+    playbook = REPO / "packaging/ansible/masktool.yml"
+    ansible = Path(sys.executable).parent / "ansible-playbook"
+    site = sb.path("/srv/50-site.yaml")
+    site.parent.mkdir(parents=True, exist_ok=True)
+    site.write_text("version: 1\nmask:\n  - unit: pkg-fleet.service\n    reason: fleet rule\n")
+    sb.write("/usr/local/lib/systemd/system/pkg-fleet.service", "[Service]\nExecStart=/bin/true\n")
+    cmd = [
+        str(ansible),
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        str(playbook),
+        "-e",
+        "ansible_python_interpreter=/usr/bin/python3",
+        "-e",
+        f"masktool_package={DEB}",
+        "-e",
+        "masktool_policy=/srv/50-site.yaml",
+    ]
+    res = sb.run(cmd, check=False, env={"HOME": "/root", "ANSIBLE_NOCOLOR": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sb.run(["systemctl", "is-active", "masktool.service"]).stdout.strip() == "active"
+    wait_until(
+        "fleet rule enforced",
+        lambda: sb.show("pkg-fleet.service", "LoadState")["LoadState"] == "masked",
+    )
+
+    # A policy masktool rejects never reaches the host.
+    site.write_text("version: 1\nmask:\n  - not-a-unit\n")
+    res = sb.run(cmd, check=False, env={"HOME": "/root", "ANSIBLE_NOCOLOR": "1"})
+    assert res.returncode != 0
+    assert "not-a-unit" not in sb.path("/etc/masktool/policy.d/50-site.yaml").read_text()
