@@ -16,12 +16,13 @@ RPM_BUILD := $(CURDIR)/build/rpm
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: all deps system-deps venv lint typecheck unit integration test demo bench deb srpm clean
+.PHONY: all deps system-deps packaging-deps venv lint typecheck unit integration test demo bench deb srpm clean
 
 all: test
 
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES) $(DEB_PACKAGES); do \
+# apt-get install what is missing of $(1).
+define apt_install
+	@missing=""; for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -29,6 +30,13 @@ system-deps:
 	    [ "$$(id -u)" = 0 ] || { echo "need root to apt-get install:$$missing" >&2; exit 2; }; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+system-deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+packaging-deps:
+	$(call apt_install,$(DEB_PACKAGES))
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -49,10 +57,10 @@ unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 # Boots a throwaway systemd in namespaces (root only); with CI set a skip fails the run.
-integration: venv
+integration: venv packaging-deps
 	$(VENV)/bin/pytest -q tests/integration
 
-test: lint typecheck
+test: lint typecheck packaging-deps
 	$(VENV)/bin/pytest -q tests
 
 demo: venv
@@ -64,7 +72,7 @@ bench: venv
 
 # The Debian package, built from the tree (files git tracks or would track) with
 # packaging/debian as debian/.
-deb: system-deps
+deb: packaging-deps
 	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/masktool
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(DEB_BUILD)/masktool
 	cp -a packaging/debian $(DEB_BUILD)/masktool/debian
@@ -73,7 +81,7 @@ deb: system-deps
 	@ls $(DEB_BUILD)/*.deb
 
 # A Fedora/RHEL source package from packaging/fedora/masktool.spec.
-srpm: system-deps
+srpm: packaging-deps
 	rm -rf $(RPM_BUILD) && mkdir -p $(RPM_BUILD)/SOURCES $(RPM_BUILD)/masktool-$(VERSION)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(RPM_BUILD)/masktool-$(VERSION)
 	tar -C $(RPM_BUILD) -czf $(RPM_BUILD)/SOURCES/masktool-$(VERSION).tar.gz masktool-$(VERSION)

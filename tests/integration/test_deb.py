@@ -61,6 +61,13 @@ def test_install_runs_hardened_daemon_and_enforces_a_dropped_in_policy(sb: Sandb
         "policy.yaml"
         in sb.run(["dpkg-query", "--showformat=${Conffiles}", "-W", "masktool"]).stdout
     )
+    # An upgrade (here: the same version again) restarts the daemon.
+    before = sb.show("masktool.service", "MainPID")["MainPID"]
+    sb.run(["dpkg", "-i", str(DEB)])
+    wait_until(
+        "restarted after upgrade",
+        lambda: sb.show("masktool.service", "MainPID")["MainPID"] not in (before, "0"),
+    )
 
     sb.write(
         "/usr/local/lib/systemd/system/pkg-telnetd.service",
