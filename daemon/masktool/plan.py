@@ -66,10 +66,6 @@ class Plan:
         return [u for u in self.units if u.refusal]
 
     @property
-    def needs_reload(self) -> bool:
-        return any(a.step == Step.RELOAD for a in self.actions)
-
-    @property
     def pending(self) -> bool:
         return bool(self.actions) or bool(self.refusals)
 

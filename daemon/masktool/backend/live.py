@@ -5,7 +5,8 @@ what must not run. Success over D-Bus proves little: the caller re-observes and 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from masktool.backend import ApplyResult, Change
@@ -38,11 +39,11 @@ def apply_live(
     if unmask:
         # UnmaskUnitFiles(runtime=False) removes only the /etc link, (…, True) only /run's.
         for runtime in (False, True):
-            _batch(res, "unmask", unmask, lambda n, r=runtime: systemd.unmask(n, r))
+            _batch(res, "unmask", unmask, partial(systemd.unmask, runtime=runtime))
     for step, runtime in ((Step.MASK, False), (Step.MASK_RUNTIME, True)):
         names = [n for n in _units(by_step[step]) if n not in failed_displace]
         if names:
-            _batch(res, step.value, names, lambda n, r=runtime: systemd.mask(n, r))
+            _batch(res, step.value, names, partial(systemd.mask, runtime=runtime))
     enable = _units(by_step[Step.ENABLE])
     if enable:
         _batch(res, "enable", enable, systemd.enable)
@@ -75,8 +76,12 @@ def _units(ups: Sequence[UnitPlan]) -> list[str]:
     return list(dict.fromkeys(u.obs.unit for u in ups))
 
 
-def _batch(res: ApplyResult, what: str, names: list[str], call: object) -> None:
-    assert callable(call)
+def _batch(
+    res: ApplyResult,
+    what: str,
+    names: list[str],
+    call: Callable[[list[str]], list[tuple[str, str, str]]],
+) -> None:
     try:
         changes = call(names)
     except SystemdError as e:
