@@ -122,6 +122,7 @@ class Daemon:
         self._mask_names: set[str] = set()  # every name the policy masks, resolved or not
         self._refused: set[str] = set()  # rules refused at their last plan: no fast path
         self._index: DependencyIndex | None = None  # reverse dependencies, rebuilt on change
+        self._index_at = 0.0
         self._samples: dict[str, UnitSample] = {}  # last known compliance per unit, for metrics
         self._policy_ok = False
         self._last_reconcile = 0.0
@@ -197,8 +198,11 @@ class Daemon:
             return
         if self._policy_due is not None and now >= self._policy_due:
             self._policy_due = None
+            # Watch first, then read: a file written in between is read, one written after
+            # is seen.
+            self._restart_watcher()
             if self._load_policy():
-                self._restart_watcher()
+                self._restart_watcher()  # the new policy may include files elsewhere
                 self._full_due = now
         if now >= self._full_due:
             self._reconcile(None, now)
@@ -383,8 +387,11 @@ class Daemon:
         self, sub: Policy, names: list[str], since: float, asked: set[str] | None
     ) -> None:
         query = sorted(asked) if asked is not None else []
-        if asked is None or self._index is None:
+        # Drop-ins written into NAME.d/ directories make no event here (the watch is not
+        # recursive): an index older than a minute is read again.
+        if asked is None or self._index is None or time.monotonic() - self._index_at > 60:
             self._index = DependencyIndex("/")
+            self._index_at = time.monotonic()
         for _attempt in range(3):
             before = self._observe_and_plan(sub, query)
             self._learn_names(before)

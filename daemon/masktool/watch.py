@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import (
+    DirCreatedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -56,7 +57,9 @@ WatchItem = UnitEvent | PolicyEvent | Overflow | HandlerError
 Sink = Callable[[WatchItem], None]
 
 _UNIT_EVENTS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent]
-_POLICY_EVENTS: list[type[FileSystemEvent]] = [*_UNIT_EVENTS, FileClosedEvent]
+# A directory created among the policy directories (policy.d made after the daemon started)
+# makes the daemon look again, and watch it.
+_POLICY_EVENTS: list[type[FileSystemEvent]] = [*_UNIT_EVENTS, FileClosedEvent, DirCreatedEvent]
 
 
 def _text(p: bytes | str) -> str:
@@ -92,6 +95,10 @@ class _PolicyDirHandler(FileSystemEventHandler):
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
+            if event.is_directory:
+                if event.event_type == "created":
+                    self.sink(PolicyEvent(_text(event.src_path), time.monotonic()))
+                return
             for p in (event.src_path, getattr(event, "dest_path", "")):
                 path = _text(p)
                 if path.endswith(".yaml"):

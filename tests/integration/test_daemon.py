@@ -161,6 +161,20 @@ def test_policy_edit_is_enforced(daemon: Host) -> None:
     wait_until("dz-new masked", lambda: masked_link(daemon, "dz-new.service"))
 
 
+def test_policy_d_created_after_start_is_watched(daemon: Host) -> None:
+    assert not daemon.sb.path("/etc/masktool/policy.d").exists()
+    daemon.sb.path("/etc/masktool/policy.d").mkdir()
+    time.sleep(0.3)  # the daemon notices the new directory and watches it
+    daemon.sb.write(
+        "/etc/masktool/policy.d/10-late.yaml", "version: 1\nmask:\n  - dz-late.service\n"
+    )
+    try:
+        wait_until("dz-late masked", lambda: masked_link(daemon, "dz-late.service"))
+    finally:
+        daemon.sb.path("/etc/masktool/policy.d/10-late.yaml").unlink()
+        daemon.sb.path("/etc/masktool/policy.d").rmdir()
+
+
 def test_invalid_policy_keeps_the_last_good(daemon: Host) -> None:
     rejected = len(journal(daemon, "MASKTOOL_ACTION=policy-rejected"))
     write_policy(daemon, policy_text("  - not-a-unit\n"))
