@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ class Host:
         text = body or "[Service]\nExecStart=/bin/sleep infinity\n"
         self.sb.write(f"{VENDOR_DIR}/{name}", text)
 
+    def journal(self, *matches: str) -> list[dict[str, str]]:
+        out = self.sb.run(["journalctl", "--no-pager", "-o", "json", *matches]).stdout
+        return [json.loads(line) for line in out.splitlines()]
+
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.sb.run(["systemctl", *args], check=check)
 
@@ -63,13 +68,28 @@ class Host:
         return self.sb.path(f"/run/systemd/system/{unit}")
 
 
-@pytest.fixture(scope="session")
-def host() -> Iterator[Host]:
+def require_boot() -> None:
+    """Skip when this machine cannot boot a sandbox, except where CI requires it: then fail."""
     ok, why = can_boot()
     if not ok:
         if REQUIRE_SYSTEMD:
             pytest.fail(f"integration tests required but systemd cannot be booted: {why}")
         pytest.skip(why)
+
+
+def wait_until(what: str, fn: Callable[[], bool], timeout: float = 10.0) -> float:
+    """Poll fn until it holds; the seconds it took. Fails the test after `timeout`."""
+    start = time.monotonic()
+    while not fn():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+@pytest.fixture(scope="session")
+def host() -> Iterator[Host]:
+    require_boot()
     venv = Path(sys.executable).parent.parent
     with Sandbox(binds=service_binds(venv)) as sb:
         yield Host(sb)

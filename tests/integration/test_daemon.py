@@ -3,16 +3,15 @@ install it, enforcing /etc/masktool/policy.yaml."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Host
+from tests.integration.conftest import Host, wait_until
 
 STORM = [f"dz-storm-{i:03d}.service" for i in range(200)]
 BASE_RULES = ["dz-a.service", "dz-b.service", "dz-flap.service", "dz-keep.service", *STORM]
@@ -36,23 +35,9 @@ def write_policy(host: Host, text: str) -> None:
     tmp.rename(final)
 
 
-def wait_until(what: str, fn: Callable[[], bool], timeout: float = 10.0) -> float:
-    start = time.monotonic()
-    while not fn():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
-        time.sleep(0.005)
-    return time.monotonic() - start
-
-
 def masked_link(host: Host, unit: str) -> bool:
     p = host.etc(unit)
     return p.is_symlink() and os.readlink(p) == "/dev/null"
-
-
-def journal(host: Host, *matches: str) -> list[dict[str, str]]:
-    out = host.sb.run(["journalctl", "--no-pager", "-o", "json", *matches]).stdout
-    return [json.loads(line) for line in out.splitlines()]
 
 
 def main_pid(host: Host) -> str:
@@ -140,7 +125,7 @@ def test_journal_entries_and_catalog(daemon: Host) -> None:
     wait_until("dz-a masked again", lambda: masked_link(daemon, "dz-a.service"))
 
     def found() -> list[dict[str, str]]:
-        return journal(daemon, "-u", "dz-a.service", "MASKTOOL_ACTION=mask")
+        return daemon.journal("-u", "dz-a.service", "MASKTOOL_ACTION=mask")
 
     wait_until("journal entry", lambda: len(found()) >= 1)
     e = found()[-1]
@@ -176,13 +161,13 @@ def test_policy_d_created_after_start_is_watched(daemon: Host) -> None:
 
 
 def test_invalid_policy_keeps_the_last_good(daemon: Host) -> None:
-    rejected = len(journal(daemon, "MASKTOOL_ACTION=policy-rejected"))
+    rejected = len(daemon.journal("MASKTOOL_ACTION=policy-rejected"))
     write_policy(daemon, policy_text("  - not-a-unit\n"))
     wait_until(
         "rejection journaled",
-        lambda: len(journal(daemon, "MASKTOOL_ACTION=policy-rejected")) > rejected,
+        lambda: len(daemon.journal("MASKTOOL_ACTION=policy-rejected")) > rejected,
     )
-    entry = journal(daemon, "MASKTOOL_ACTION=policy-rejected")[-1]
+    entry = daemon.journal("MASKTOOL_ACTION=policy-rejected")[-1]
     assert "/etc/masktool/policy.yaml:" in entry["MASKTOOL_POLICY"]
     assert "last good policy stays in force" in entry["MESSAGE"]
     daemon.systemctl("unmask", "dz-a.service")
@@ -191,10 +176,10 @@ def test_invalid_policy_keeps_the_last_good(daemon: Host) -> None:
 
 
 def test_reload_by_sighup(daemon: Host) -> None:
-    loaded = len(journal(daemon, "MASKTOOL_ACTION=policy-loaded"))
+    loaded = len(daemon.journal("MASKTOOL_ACTION=policy-loaded"))
     daemon.systemctl("reload", "masktool.service")
     wait_until(
-        "policy reloaded", lambda: len(journal(daemon, "MASKTOOL_ACTION=policy-loaded")) > loaded
+        "policy reloaded", lambda: len(daemon.journal("MASKTOOL_ACTION=policy-loaded")) > loaded
     )
 
 
@@ -204,7 +189,7 @@ def test_audit_mode_reports_and_changes_nothing(daemon: Host) -> None:
     daemon.systemctl("unmask", "dz-b.service")
     wait_until(
         "drift journaled",
-        lambda: bool(journal(daemon, "-u", "dz-b.service", "MASKTOOL_ACTION=drift")),
+        lambda: bool(daemon.journal("-u", "dz-b.service", "MASKTOOL_ACTION=drift")),
     )
     time.sleep(0.2)
     assert not daemon.etc("dz-b.service").exists()
@@ -256,7 +241,7 @@ def test_flapping_unit_is_backed_off_others_still_enforced(daemon: Host) -> None
         wait_until("flap put back", lambda: masked_link(daemon, "dz-flap.service"))
     wait_until(
         "flap journaled",
-        lambda: bool(journal(daemon, "-u", "dz-flap.service", "MASKTOOL_ACTION=flap")),
+        lambda: bool(daemon.journal("-u", "dz-flap.service", "MASKTOOL_ACTION=flap")),
     )
     daemon.systemctl("unmask", "dz-flap.service")
     daemon.systemctl("unmask", "dz-keep.service")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
-from tests.integration.conftest import Host
+from tests.integration.conftest import Host, wait_until
 
 
 def test_mask_running_unit_ends_masked_inactive_and_start_refused(host: Host) -> None:
@@ -320,16 +319,10 @@ def test_journal_entry_for_a_mask(host: Host) -> None:
     p = host.policy("t20", "version: 1\nmask:\n  - unit: t20.service\n    reason: audit-me\n")
     assert host.masktool_run("apply", "--policy", p).returncode == 0
     # journald takes the datagram asynchronously: give it a moment.
-    deadline = time.monotonic() + 10
-    while True:
-        out = host.sb.run(
-            ["journalctl", "--no-pager", "-o", "json", "-u", "t20.service", "MASKTOOL_ACTION=mask"]
-        ).stdout
-        if out or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    entries = [json.loads(line) for line in out.splitlines()]
-    assert len(entries) == 1, out
+    matches = ("-u", "t20.service", "MASKTOOL_ACTION=mask")
+    wait_until("the journal entry", lambda: bool(host.journal(*matches)))
+    entries = host.journal(*matches)
+    assert len(entries) == 1, entries
     e = entries[0]
     assert e["MASKTOOL_UNIT"] == "t20.service"
     assert e["MASKTOOL_POLICY"] == f"{p}:3"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from typing import Any
 
-from tests.integration.conftest import Host
+from tests.integration.conftest import Host, wait_until
 
 SLEEPER = "[Service]\nExecStart=/bin/sleep infinity\n"
 
@@ -129,23 +127,9 @@ def test_activator_warning_and_with_triggers(host: Host) -> None:
     assert any("with_triggers" in n for n in svc["notes"])
     rc, doc = host.json("apply", "--policy", p)
     assert rc == 0, doc
-    deadline = time.monotonic() + 10
-    while True:
-        out = host.sb.run(
-            [
-                "journalctl",
-                "-o",
-                "json",
-                "--no-pager",
-                "-u",
-                "s6-d.service",
-                "MASKTOOL_ACTION=activator",
-            ]
-        ).stdout
-        if out or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert json.loads(out.splitlines()[0])["MASKTOOL_ACTIVATORS"] == "s6-d.socket"
+    matches = ("-u", "s6-d.service", "MASKTOOL_ACTION=activator")
+    wait_until("the activator warning", lambda: bool(host.journal(*matches)))
+    assert host.journal(*matches)[0]["MASKTOOL_ACTIVATORS"] == "s6-d.socket"
     assert host.show("s6-d.socket")["LoadState"] == "loaded"
 
     both = host.policy(
