@@ -42,6 +42,7 @@ from masktool.report import (
     why_text,
 )
 from masktool.systemd_bus import Systemd, SystemdError
+from masktool.tree import Tree
 from masktool.units import template_of, unit_name_error
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
@@ -223,7 +224,7 @@ def _execute(p: Plan, root: str | None, systemd: Systemd | None) -> ApplyResult:
     if systemd is not None:
         return apply_live(p, systemd, stamp)
     assert root is not None
-    return apply_offline(p, Path(root), stamp)
+    return apply_offline(p, Tree(root), stamp)
 
 
 def _why(name: str, policy: Policy, root: str | None, systemd: Systemd | None) -> int:

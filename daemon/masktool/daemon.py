@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import time
 from collections import deque
@@ -49,10 +50,13 @@ from masktool.policy import (
     load_policy,
 )
 from masktool.systemd_bus import Systemd, SystemdError
+from masktool.tree import Tree
 from masktool.units import ETC_DIR, ETC_SEARCH_DIR, RUN_DIR, is_instance, template_of
 from masktool.watch import HandlerError, Overflow, PolicyEvent, UnitEvent, Watcher, WatchItem
 
 Notify = Callable[[str], None]
+
+HOST = Tree("/")
 
 
 @dataclass(frozen=True)
@@ -225,13 +229,13 @@ class Daemon:
         path = f"{ev.directory}/{ev.name}"
         if self._consume_expected(path, ev.kind, ev.at):
             return  # a link PID 1 wrote or removed for us
-        self._index = None  # any new or removed entry may add or drop a dependency
+        self._index = None  # any new, removed or rewritten entry may change a dependency
         units = self._names.get(ev.name, set())
         if not units and is_instance(ev.name):
             units = self._names.get(template_of(ev.name), set())
         if not units:
             return
-        if ev.directory == ETC_DIR:
+        if ev.directory == ETC_DIR and ev.kind != "closed":
             self._put_back_now(ev, path)
         self.stats.last_event = f"{ev.kind} {path} at {_wallclock()}"
         self._pending |= units
@@ -257,14 +261,17 @@ class Daemon:
             return
         try:
             if ev.kind == "deleted" and rule.action == "mask" and not rule.runtime:
-                if write_mask(Path("/"), ETC_SEARCH_DIR, ev.name):
+                if write_mask(HOST, ETC_SEARCH_DIR, ev.name):
                     self._expect_own_writes([(path, "created")])
                     change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
                     self._fast[ev.name] = ("unmasked", change)
             elif (
                 ev.kind == "created"
                 and rule.action == "unmask"
-                and remove_mask(Path("/"), ETC_SEARCH_DIR, ev.name)
+                # Only a link is put back here. A new 0-byte file is what `cp`, `>` and
+                # editors create before they write: the reconcile decides once it is settled.
+                and stat.S_ISLNK(os.lstat(path).st_mode)
+                and remove_mask(HOST, ETC_SEARCH_DIR, ev.name)
             ):
                 self._expect_own_writes([(path, "deleted")])
                 self._fast[ev.name] = (

@@ -13,9 +13,9 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from masktool.units import ETC_DIR, RUN_DIR, SEARCH_PATH, under_root, unit_name_error, unit_type
+from masktool.tree import Tree, shown
+from masktool.units import ETC_DIR, RUN_DIR, SEARCH_PATH, unit_name_error, unit_type
 
 HARD = ("Requires", "Requisite", "BindsTo")
 SOFT = ("Wants", "PartOf", "Upholds")
@@ -35,13 +35,35 @@ class Dependency:
         return self.kind in HARD
 
 
+# systemd reads unit files of any size, but a unit file is a few kilobytes: anything larger is
+# not one, and reading it whole would only cost memory.
+_MAX_UNIT_FILE = 4 << 20
+
+
+def _read_unit_file(path: str) -> str | None:
+    """The text of a regular file, or None for anything else: a FIFO, socket or device among
+    the drop-ins is skipped (as systemd skips it) without blocking on it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_UNIT_FILE:
+            return None
+        data = os.read(fd, _MAX_UNIT_FILE + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")
+
+
 def _parse(path: str) -> dict[str, list[str]]:
     """The dependency settings of one unit file or drop-in: 'Section.Key' -> values."""
     out: dict[str, list[str]] = {}
-    try:
-        with Path(path).open(encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
+    text = _read_unit_file(path)
+    if text is None:
         return out
     section = ""
     pending = ""
@@ -68,6 +90,8 @@ class DependencyIndex:
 
     def __init__(self, root: str = "/") -> None:
         self.root = root
+        self.tree = Tree(root)
+        self.problems: list[str] = []  # directories that could not be read: "path: why"
         self._by_target: dict[str, list[Dependency]] = {}
         self._enabled: set[str] = set()  # units with install links in /etc or /run
         self._built = False  # read on first use: an apply with nothing to mask never needs it
@@ -77,46 +101,71 @@ class DependencyIndex:
             return  # a specifier only an instance can resolve, or not a unit name
         self._by_target.setdefault(target, []).append(Dependency(dependent, kind, source))
 
+    def _resolve(self, inside: str, entry: os.DirEntry[str]) -> str | None:
+        """The host path an entry leads to, links resolved inside the tree; None if dangling."""
+        if not entry.is_symlink():
+            return entry.path
+        final, exists = self.tree.chase(inside)
+        return self.tree.host(final) if exists else None
+
+    def _listdir(self, path: str) -> list[str]:
+        try:
+            return os.listdir(path)
+        except OSError as e:
+            self.problems.append(f"{shown(path)}: {e.strerror}")
+            return []
+
     def _build(self) -> None:
         self._built = True
         fragments: dict[str, str] = {}
         dropins: dict[str, list[str]] = {}
         seen_dirs: set[tuple[int, int]] = set()
         for d in SEARCH_PATH:
-            base = under_root(self.root, d.path)
+            base = self.tree.real_dir(d.path)
+            if base is None:
+                continue
             try:
                 st = os.stat(base)
-            except OSError:
+                if (st.st_dev, st.st_ino) in seen_dirs:
+                    continue  # /lib and /usr/lib on merged /usr
+                seen_dirs.add((st.st_dev, st.st_ino))
+                with os.scandir(base) as it:
+                    entries = list(it)
+            except OSError as err:
+                self.problems.append(f"{self.tree.shown(d.path)}: {err.strerror}")
                 continue
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                continue  # /lib and /usr/lib on merged /usr
-            seen_dirs.add((st.st_dev, st.st_ino))
-            with os.scandir(base) as it:
-                entries = list(it)
             for e in entries:
                 name = e.name
+                inside = f"{d.path}/{name}"
                 suffix = next((s for s in _DIR_KINDS if name.endswith(s)), None)
-                if suffix is not None and e.is_dir():
-                    owner = name[: -len(suffix)]
-                    for y in os.listdir(e.path):
-                        self._add(owner, _DIR_KINDS[suffix], y, e.path)
-                        if d.path in (ETC_DIR, RUN_DIR):
-                            self._enabled.add(y)
-                    continue
-                if name.endswith(".d") and e.is_dir():
-                    unit = name[:-2]
-                    dropins.setdefault(unit, []).extend(
-                        f"{e.path}/{c}" for c in sorted(os.listdir(e.path)) if c.endswith(".conf")
-                    )
+                if suffix is not None or name.endswith(".d"):
+                    sub = self.tree.real_dir(inside)
+                    if sub is None:
+                        continue
+                    if suffix is not None:
+                        owner = name[: -len(suffix)]
+                        if unit_name_error(owner) is not None:
+                            continue  # systemd ignores such a directory too
+                        for y in self._listdir(sub):
+                            self._add(owner, _DIR_KINDS[suffix], y, e.path)
+                            if d.path in (ETC_DIR, RUN_DIR):
+                                self._enabled.add(y)
+                    else:
+                        unit = name[:-2]
+                        dropins.setdefault(unit, []).extend(
+                            f"{sub}/{c}" for c in sorted(self._listdir(sub)) if c.endswith(".conf")
+                        )
                     continue
                 if name in fragments or unit_name_error(name) is not None:
                     continue
+                path = self._resolve(inside, e)
                 try:
-                    fst = os.stat(e.path)  # through links; a mask or a dangling link is no unit
+                    fst = os.stat(path) if path is not None else None
                 except OSError:
-                    continue
-                if stat.S_ISREG(fst.st_mode) and fst.st_size > 0:
-                    fragments[name] = e.path
+                    fst = None
+                # A mask, a dangling link or anything but a non-empty file is no unit file.
+                if fst is not None and stat.S_ISREG(fst.st_mode) and fst.st_size > 0:
+                    fragments[name] = path or ""
                 else:
                     fragments[name] = ""
         for unit, path in fragments.items():

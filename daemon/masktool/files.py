@@ -1,15 +1,32 @@
-"""The few file operations masktool does itself: mask links under --root, and displacing a
-conflicting file (with force). Each re-checks what is on disk right before touching it: a file
-that is not a mask is never deleted or overwritten."""
+"""The file operations masktool does itself: writing and removing masks, and moving a
+conflicting file aside (force). Every one of them works inside a Tree (the running system's /,
+or --root DIR) through directory file descriptors, and re-checks on the very inode it acts on
+that what it removes is a settled mask:
+
+- a link is removed only when it resolves to a character device (/dev/null);
+- a 0-byte regular file only when no process has it open for writing: `cp`, `>` and editors
+  create the file empty and write it a moment later, and that moment must not cost the admin the
+  file. A read lease (fcntl F_SETLEASE) can be taken only while nobody has the file open for
+  writing, and while it is held the kernel makes a new writer wait;
+- the name is renamed aside first and compared, inode for inode, with what was checked, so a
+  file renamed over the mask in the meantime (an editor saving) is put back, never deleted.
+
+symlink() never replaces an existing name, so writing a mask cannot overwrite anything.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
-import shutil
+import secrets
+import signal
 import stat
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
-from masktool.observe import EntryKind, classify
+from masktool.tree import Tree, shown
 from masktool.units import SearchDir
 
 DISPLACED_DIR = "/var/lib/masktool/displaced"
@@ -19,63 +36,311 @@ class NotAMaskError(Exception):
     """Something that is not a mask sits where masktool would write or remove one."""
 
 
-def _dir(root: Path, d: SearchDir) -> Path:
-    return root / d.path.lstrip("/")
+class BeingWrittenError(NotAMaskError):
+    """A 0-byte file some process still has open for writing: not a mask yet."""
 
 
-def write_mask(root: Path, d: SearchDir, unit: str) -> bool:
-    """Link `unit` to /dev/null in `d`, as `systemctl mask` does. False if it already was masked.
-
-    symlink() never replaces an existing name, so a file appearing in the meantime is not lost.
-    """
-    target = _dir(root, d)
-    target.mkdir(mode=0o755, parents=True, exist_ok=True)
-    try:
-        os.symlink("/dev/null", target / unit)
-    except FileExistsError:
-        e = classify(str(root), d, unit)
-        if e is not None and e.kind == EntryKind.MASK:
-            return False
-        raise NotAMaskError(e.describe() if e else f"{target / unit} appeared") from None
-    return True
+class ReplacedError(NotAMaskError):
+    """The entry changed between the check and the removal; it was put back untouched."""
 
 
-def remove_mask(root: Path, d: SearchDir, unit: str) -> bool:
-    """Remove the mask of `unit` in `d`. False if there was none; NotAMaskError if it is not one."""
-    e = classify(str(root), d, unit)
-    if e is None:
+def _is_char_device_link(tree: Tree, inside: str, target: str) -> bool:
+    # systemd compares the resolved path with /dev/null first, so under --root a mask is a mask
+    # even when DIR/dev/null does not exist; otherwise any character device (/dev/zero) masks.
+    if target == "/dev/null":
+        return True
+    final, exists = tree.chase(inside)
+    if final == "/dev/null":
+        return True
+    if not exists:
         return False
-    if e.kind != EntryKind.MASK:
-        raise NotAMaskError(e.describe())
-    (_dir(root, d) / unit).unlink()
+    try:
+        return stat.S_ISCHR(os.stat(tree.host(final)).st_mode)
+    except OSError:
+        return False
+
+
+def write_mask(tree: Tree, d: SearchDir, unit: str) -> bool:
+    """Link `unit` to /dev/null in `d`, as `systemctl mask` does. False if it already was a
+    mask; NotAMaskError if something else is there."""
+    with tree.dir(d.path, create=True) as dfd:
+        try:
+            os.symlink("/dev/null", unit, dir_fd=dfd)
+        except FileExistsError:
+            st = os.stat(unit, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode) and _is_char_device_link(
+                tree, f"{d.path}/{unit}", os.readlink(unit, dir_fd=dfd)
+            ):
+                return False
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                return False  # an empty file masks too; masktool does not replace it
+            raise NotAMaskError(
+                f"{tree.shown(f'{d.path}/{unit}')} is not a mask; masktool does not overwrite it"
+            ) from None
     return True
 
 
-def displace(root: Path, d: SearchDir, unit: str, stamp: str) -> Path:
-    """Move what sits at d/unit to /var/lib/masktool/displaced/unit.STAMP.
-
-    Copy, fsync, then unlink: /etc and /var/lib may be different file systems (and under
-    ProtectSystem= they are different mounts), so rename() cannot be relied on.
-    """
-    src = _dir(root, d) / unit
-    dest_dir = root / DISPLACED_DIR.lstrip("/")
-    dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    dest = dest_dir / f"{unit}.{stamp}"
-    st = src.lstat()
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dest)
-    elif stat.S_ISREG(st.st_mode):
-        with src.open("rb") as fin, dest.open("xb") as fout:
-            shutil.copyfileobj(fin, fout)
-            fout.flush()
-            os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
-            os.fsync(fout.fileno())
-    else:
-        raise NotAMaskError(f"{src} is neither a file nor a link; move it yourself")
-    dfd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+@contextmanager
+def _read_lease(dfd: int, name: str, expect: os.stat_result, where: str) -> Iterator[int]:
+    """Hold a read lease on the regular file `name`: proof that nobody has it open for
+    writing. Yields the fd, whose inode is `expect`'s."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     try:
-        os.fsync(dfd)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino):
+            raise ReplacedError(f"{where} changed while masktool looked at it; left as it is")
+        # A writer opening the file while the lease is held breaks it, and the kernel signals
+        # the holder: SIGURG is ignored by default, SIGIO would end the process.
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise BeingWrittenError(
+                    f"{where} is open for writing by another process (being written); "
+                    "it is not a mask until it is closed"
+                ) from None
+            if e.errno == errno.EACCES:
+                # Only the owner (or CAP_LEASE) may take a lease: no proof either way.
+                raise NotAMaskError(
+                    f"{where} is owned by uid {st.st_uid}: without a lease masktool cannot "
+                    "tell whether it is still being written, so it leaves it"
+                ) from None
+            raise
+        try:
+            yield fd
+        finally:
+            with suppress(OSError):
+                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    finally:
+        os.close(fd)
+
+
+def being_written(path: str) -> bool:
+    """Whether the 0-byte regular file at `path` (a host path, links resolved) may still be
+    written: some process has it open for writing, or masktool cannot tell (another owner)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False  # gone, or not a file any more: the caller's next look decides
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                return True
+            raise
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _lease_broken(fd: int | None) -> bool:
+    return fd is not None and fcntl.fcntl(fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK
+
+
+def _unlink_same(
+    dfd: int, name: str, expect: os.stat_result, where: str, lease_fd: int | None = None
+) -> None:
+    """Remove `name` only if it is still the inode `expect`: rename it aside, compare, then
+    unlink; anything else found is put back under its name."""
+    tmp = f".masktool-{secrets.token_hex(8)}"
+    os.rename(name, tmp, src_dir_fd=dfd, dst_dir_fd=dfd)
+    moved = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
+    same = (moved.st_dev, moved.st_ino) == (expect.st_dev, expect.st_ino)
+    if same and not _lease_broken(lease_fd):
+        os.unlink(tmp, dir_fd=dfd)
+        return
+    # Put it back without replacing anything that took the name since: link(), unlike rename(),
+    # never overwrites.
+    try:
+        os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+    except FileExistsError:
+        raise ReplacedError(
+            f"{where} changed while masktool removed it, and the name was taken again; "
+            f"what was there is kept as {shown(tmp)} in the same directory"
+        ) from None
+    os.unlink(tmp, dir_fd=dfd)
+    if not same:
+        raise ReplacedError(f"{where} was replaced while masktool removed it; left as it is")
+    raise BeingWrittenError(f"{where} was opened for writing while masktool removed it; left")
+
+
+def remove_mask(tree: Tree, d: SearchDir, unit: str) -> bool:
+    """Remove the mask of `unit` in `d`. False if there was none; NotAMaskError (or one of its
+    kinds) if what is there is not a settled mask."""
+    inside = f"{d.path}/{unit}"
+    where = tree.shown(inside)
+    try:
+        dfd = tree.open_dir(d.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        try:
+            st = os.stat(unit, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            if not _is_char_device_link(tree, inside, os.readlink(unit, dir_fd=dfd)):
+                raise NotAMaskError(f"{where} is a link that is not a mask; left as it is")
+            _unlink_same(dfd, unit, st, where)
+            return True
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            with _read_lease(dfd, unit, st, where) as fd:
+                if os.fstat(fd).st_size != 0:
+                    raise NotAMaskError(f"{where} is no longer empty; left as it is")
+                _unlink_same(dfd, unit, st, where, lease_fd=fd)
+            return True
+        raise NotAMaskError(f"{where} is not a mask; masktool does not delete it")
     finally:
         os.close(dfd)
-    src.unlink()
-    return dest
+
+
+# -- moving a conflicting file aside (force) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Displaced:
+    copy: str  # where the copy is, inside the tree
+    note: str = ""  # what could not be kept (the owner, when masktool lacks CAP_CHOWN)
+
+
+def _fsync_dir(dfd: int) -> None:
+    os.fsync(dfd)
+
+
+def _make_private_dir(parent: int, name: str) -> int:
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)
+        _fsync_dir(parent)
+    except FileExistsError:
+        pass
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+
+
+def _keep_owner_and_times(name: str, dfd: int, st: os.stat_result, fd: int | None) -> str:
+    """Give the copy the original's owner and times. Returns what could not be kept."""
+    note = ""
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            if fd is not None:
+                os.fchown(fd, st.st_uid, st.st_gid)
+            else:
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+        except PermissionError:
+            # The hardened daemon has no CAP_CHOWN: the owner is recorded instead.
+            note = f"owner uid {st.st_uid} gid {st.st_gid} not kept (no permission to chown)"
+    times = (st.st_atime_ns, st.st_mtime_ns)
+    if fd is not None:
+        os.utime(fd, ns=times)
+    else:
+        os.utime(name, ns=times, dir_fd=dfd, follow_symlinks=False)
+    return note
+
+
+def displace(tree: Tree, d: SearchDir, unit: str, stamp: str) -> Displaced:
+    """Move what sits at d/unit to /var/lib/masktool/displaced/STAMP/unit, inside the tree.
+
+    /etc and /var/lib may be different file systems (and under ProtectSystem= they are
+    different mounts), so the file is copied: to a temporary name, fsynced, renamed to its
+    name, the directory fsynced, and only then is the original removed (if it is still the
+    file that was copied). A failure on the way (ENOSPC) leaves the original where it was and
+    no partial copy. The copy keeps the mode, owner and times.
+    """
+    inside = f"{d.path}/{unit}"
+    where = tree.shown(inside)
+    with tree.dir(d.path) as sfd:
+        st = os.stat(unit, dir_fd=sfd, follow_symlinks=False)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise NotAMaskError(f"{where} is neither a file nor a link; move it yourself")
+        with tree.dir(DISPLACED_DIR.rsplit("/", 1)[0], create=True) as parent:
+            base = _make_private_dir(parent, DISPLACED_DIR.rsplit("/", 1)[1])
+        try:
+            ddir = _make_private_dir(base, stamp)
+        finally:
+            os.close(base)
+        copy_inside = f"{DISPLACED_DIR}/{stamp}/{unit}"
+        move = _Move(where, sfd, unit, st, ddir, copy_inside)
+        try:
+            if stat.S_ISLNK(st.st_mode):
+                note = _copy_and_remove(tree, move, None)
+            else:
+                with _read_lease(sfd, unit, st, where) as src:
+                    note = _copy_and_remove(tree, move, src)
+        finally:
+            os.close(ddir)
+        _fsync_dir(sfd)
+    return Displaced(copy_inside, note)
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One displace: the original (in directory sfd, as stat'ed) and where its copy goes."""
+
+    where: str  # the original, for messages
+    sfd: int
+    unit: str
+    st: os.stat_result
+    ddir: int
+    copy_inside: str
+
+
+def _copy_and_remove(tree: Tree, m: _Move, src: int | None) -> str:
+    sfd, unit, st, ddir = m.sfd, m.unit, m.st, m.ddir
+    tmp = f".masktool-{secrets.token_hex(8)}"
+    try:
+        if src is None:
+            os.symlink(os.readlink(unit, dir_fd=sfd), tmp, dir_fd=ddir)
+            note = _keep_owner_and_times(tmp, ddir, st, None)
+        else:
+            note = _copy_regular(src, ddir, tmp, st)
+        _publish(ddir, tmp, unit, m.copy_inside, tree)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=ddir)
+        raise
+    try:
+        _unlink_same(sfd, unit, st, m.where, lease_fd=src)
+    except NotAMaskError:
+        # The original stays where it was: a copy beside it would only confuse.
+        os.unlink(unit, dir_fd=ddir)
+        raise
+    return note
+
+
+def _copy_regular(src: int, ddir: int, tmp: str, st: os.stat_result) -> str:
+    out = os.open(
+        tmp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=ddir,
+    )
+    try:
+        os.lseek(src, 0, os.SEEK_SET)
+        while True:
+            chunk = os.read(src, 1 << 16)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view) :]
+        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        note = _keep_owner_and_times(tmp, ddir, st, out)
+        os.fsync(out)
+    finally:
+        os.close(out)
+    return note
+
+
+def _publish(ddir: int, tmp: str, name: str, copy_inside: str, tree: Tree) -> None:
+    """Give the finished copy its name (never over another) and make that durable."""
+    try:
+        os.link(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir, follow_symlinks=False)
+    except FileExistsError:
+        raise NotAMaskError(
+            f"{tree.shown(copy_inside)} exists already; nothing was moved"
+        ) from None
+    os.unlink(tmp, dir_fd=ddir)
+    _fsync_dir(ddir)

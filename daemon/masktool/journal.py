@@ -76,8 +76,11 @@ def apply_entries(
     `before` was observed (the daemon's fast path)."""
     after_by_unit = {u.obs.unit: u for u in after.units}
     done: dict[str, list[str]] = {}
+    displaced: dict[str, str] = {}
     for c in result.changes:
         done.setdefault(c.unit, []).append(c.what)
+        if c.displaced:
+            displaced[c.unit] = c.displaced
     failed = {unit for unit, _ in result.errors if unit}
     entries: list[dict[str, str]] = []
     extra: dict[str, str] = {}
@@ -111,6 +114,7 @@ def apply_entries(
                     MASKTOOL_HAVE=have,
                     MASKTOOL_WAS=(was or {}).get(unit, u.state.value),
                     MASKTOOL_STEPS=",".join(steps),
+                    **({"MASKTOOL_DISPLACED": displaced[unit]} if unit in displaced else {}),
                     **extra,
                 )
             )

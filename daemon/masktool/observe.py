@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from masktool.deps import Dependency, DependencyIndex, merge
+from masktool.files import being_written
+from masktool.tree import Tree, shown
 from masktool.units import (
     ETC_DIR,
     RUN_DIR,
@@ -25,7 +27,6 @@ from masktool.units import (
     is_instance,
     is_template,
     template_of,
-    under_root,
     unit_name_error,
     unit_type,
 )
@@ -56,6 +57,9 @@ class Entry:
     name: str
     kind: EntryKind
     target: str = ""  # where a link ends, inside the root ("" for files)
+    # A 0-byte file that some process still has open for writing: `cp` or an editor creating
+    # a unit file. systemd would read it as a mask now, but it is not one masktool may remove.
+    writing: bool = False
 
     @property
     def path(self) -> str:
@@ -63,12 +67,14 @@ class Entry:
 
     def describe(self) -> str:
         what = {
-            EntryKind.MASK: "a mask",
+            EntryKind.MASK: "an empty file being written" if self.writing else "a mask",
             EntryKind.UNIT_FILE: "a unit file",
-            EntryKind.LINK: f"a link to the unit file {self.target}",
-            EntryKind.ALIAS: f"an alias of {Path(self.target).name}",
-            EntryKind.DANGLING: f"a dangling link to {self.target}",
-            EntryKind.BAD_LINK: f"a link to {self.target}, which is not a unit file or a mask",
+            EntryKind.LINK: f"a link to the unit file {shown(self.target)}",
+            EntryKind.ALIAS: f"an alias of {shown(Path(self.target).name)}",
+            EntryKind.DANGLING: f"a dangling link to {shown(self.target)}",
+            EntryKind.BAD_LINK: (
+                f"a link to {shown(self.target)}, which is not a unit file or a mask"
+            ),
             EntryKind.DEVICE_NODE: "a device node",
             EntryKind.OTHER: "neither a unit file nor a mask",
         }[self.kind]
@@ -181,48 +187,28 @@ def _outranks_etc(d: SearchDir) -> bool:
 # -- the files --------------------------------------------------------------------------------
 
 
-def _chase(root: str, inside: str, max_hops: int = 40) -> tuple[str, bool]:
-    """Follow symlinks from `inside` with `root` as /. Returns (final path inside root, exists)."""
-    parts = [p for p in inside.split("/") if p]
-    parts.reverse()  # a stack: the next component is at the end
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = under_root(root, "/" + "/".join([*resolved, part]))
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            return "/" + "/".join([*resolved, part, *reversed(parts)]), False
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > max_hops:
-                return "/" + "/".join([*resolved, part, *reversed(parts)]), False
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts.extend(reversed([p for p in target.split("/") if p]))
-            continue
-        resolved.append(part)
-    return "/" + "/".join(resolved), True
+def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -> Entry | None:
+    """The entry for `name` in directory `d` of the tree, classified; None if there is none.
 
-
-def classify(root: str, d: SearchDir, name: str) -> Entry | None:
-    """The entry for `name` in directory `d` under `root`, classified; None if there is none."""
-    p = under_root(root, f"{d.path}/{name}")
+    `real_dir` is the directory's host path with links resolved inside the tree (UnitTree
+    resolves each search directory once)."""
+    if real_dir is None:
+        real_dir = tree.real_dir(d.path)
+        if real_dir is None:
+            return None
+    p = f"{real_dir}/{name}"
     try:
         st = os.lstat(p)
     except (FileNotFoundError, NotADirectoryError):
         return None
     if not stat.S_ISLNK(st.st_mode):
         if stat.S_ISREG(st.st_mode):
-            return Entry(d, name, EntryKind.MASK if st.st_size == 0 else EntryKind.UNIT_FILE)
+            if st.st_size != 0:
+                return Entry(d, name, EntryKind.UNIT_FILE)
+            # Only a mask in masktool's own scopes may ever be removed: only there does it
+            # matter whether it is still being written.
+            writing = d.scope != Scope.VENDOR and being_written(p)
+            return Entry(d, name, EntryKind.MASK, writing=writing)
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             return Entry(d, name, EntryKind.DEVICE_NODE)
         return Entry(d, name, EntryKind.OTHER)
@@ -231,12 +217,15 @@ def classify(root: str, d: SearchDir, name: str) -> Entry | None:
     if os.readlink(p) == "/dev/null":
         final, exists = "/dev/null", True
     else:
-        final, exists = _chase(root, f"{d.path}/{name}")
+        final, exists = tree.chase(f"{d.path}/{name}")
     if final == "/dev/null":
         return Entry(d, name, EntryKind.MASK, final)
     if not exists:
         return Entry(d, name, EntryKind.DANGLING, final)
-    tst = os.stat(under_root(root, final))
+    try:
+        tst = os.stat(tree.host(final))
+    except OSError:
+        return Entry(d, name, EntryKind.DANGLING, final)
     if stat.S_ISCHR(tst.st_mode) or (stat.S_ISREG(tst.st_mode) and tst.st_size == 0):
         return Entry(d, name, EntryKind.MASK, final)
     if not stat.S_ISREG(tst.st_mode):
@@ -254,25 +243,33 @@ class UnitTree:
 
     def __init__(self, root: str = "/") -> None:
         self.root = root
-        self.dirs: list[tuple[SearchDir, frozenset[str]]] = []
-        seen: set[Path] = set()
+        self.tree = Tree(root)
+        # (search dir, its host path with links resolved inside the tree, its entries)
+        self.dirs: list[tuple[SearchDir, str, frozenset[str]]] = []
+        # Search directories that exist but cannot be listed: "path: why". systemd skips them
+        # too (with a warning); masktool reports them.
+        self.problems: list[str] = []
+        seen: set[tuple[int, int]] = set()
         for d in SEARCH_PATH:
-            p = Path(under_root(root, d.path))
-            try:
-                real = p.resolve(strict=True)
-                names = frozenset(os.listdir(p))
-            except (FileNotFoundError, NotADirectoryError):
+            real = self.tree.real_dir(d.path)
+            if real is None:
                 continue
-            if real in seen:
+            try:
+                st = os.stat(real)
+                names = frozenset(os.listdir(real))
+            except OSError as e:
+                self.problems.append(f"{self.tree.shown(d.path)}: {e.strerror}")
+                continue
+            if (st.st_dev, st.st_ino) in seen:
                 continue  # /lib/systemd/system and /usr/lib/systemd/system on merged /usr
-            seen.add(real)
-            self.dirs.append((d, names))
+            seen.add((st.st_dev, st.st_ino))
+            self.dirs.append((d, real, names))
 
     def entries(self, name: str) -> tuple[Entry, ...]:
         found = []
-        for d, names in self.dirs:
+        for d, real, names in self.dirs:
             if name in names:
-                e = classify(self.root, d, name)
+                e = classify(self.tree, d, name, real)
                 if e is not None:
                     found.append(e)
         return tuple(found)
@@ -280,7 +277,7 @@ class UnitTree:
     def names_matching(self, prefix: str, suffix: str) -> set[str]:
         return {
             n
-            for _, names in self.dirs
+            for _, _, names in self.dirs
             for n in names
             if n.startswith(prefix) and n.endswith(suffix)
         }

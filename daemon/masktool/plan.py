@@ -289,6 +289,13 @@ def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
         )
         # Masks of masktool's own scopes are still removed, so the vendor mask is the last one.
     ours = [e for e in (o.etc, o.run) if e is not None and e.kind == EntryKind.MASK]
+    writing = [e for e in ours if e.writing]
+    ours = [e for e in ours if not e.writing]
+    for e in writing:
+        notes.append(
+            f"{e.path} is an empty file that a process still has open for writing (a unit "
+            "file being written, or a mask being made); masktool looks again once it is closed"
+        )
     if ours:
         if state == State.UNMASKED:
             notes.append(
@@ -300,5 +307,5 @@ def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
             actions.append(Action(Step.ENABLE, o.unit))
     elif live and o.live is not None and o.live.load_state == "masked" and not refusal:
         actions.append(Action(Step.RELOAD, o.unit, "systemd still reports it masked"))
-    compliant = not actions and not refusal
+    compliant = not actions and not refusal and not writing
     return UnitPlan(rule, o, state, compliant, tuple(actions), refusal, tuple(notes))

@@ -31,7 +31,7 @@ from watchdog.observers.inotify import InotifyObserver
 class UnitEvent:
     name: str  # the entry's name: a unit name, or something else in the directory
     directory: str
-    kind: str  # created | deleted
+    kind: str  # created | deleted | closed (a file written and closed: it may have settled)
     at: float  # time.monotonic() when it was read
 
 
@@ -56,10 +56,17 @@ class HandlerError:
 WatchItem = UnitEvent | PolicyEvent | Overflow | HandlerError
 Sink = Callable[[WatchItem], None]
 
-_UNIT_EVENTS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent]
+# Closing a file that was open for writing (IN_CLOSE_WRITE) tells that a file being written has
+# settled; daemon-reload's reads close files that were opened read-only, a different event.
+_UNIT_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+]
 # A directory created among the policy directories (policy.d made after the daemon started)
 # makes the daemon look again, and watch it.
-_POLICY_EVENTS: list[type[FileSystemEvent]] = [*_UNIT_EVENTS, FileClosedEvent, DirCreatedEvent]
+_POLICY_EVENTS: list[type[FileSystemEvent]] = [*_UNIT_EVENTS, DirCreatedEvent]
 
 
 def _text(p: bytes | str) -> str:
@@ -78,7 +85,7 @@ class _UnitDirHandler(FileSystemEventHandler):
             if event.event_type == "moved":
                 self._emit(_text(event.src_path), "deleted", now)
                 self._emit(_text(event.dest_path), "created", now)
-            elif event.event_type in ("created", "deleted"):
+            elif event.event_type in ("created", "deleted", "closed"):
                 self._emit(_text(event.src_path), event.event_type, now)
         except Exception as e:  # noqa: BLE001 - reported to the daemon, which journals it
             self.sink(HandlerError(f"inotify handler for {self.directory}: {e!r}"))

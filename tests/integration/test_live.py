@@ -139,15 +139,32 @@ def test_unit_file_in_etc_is_a_conflict_left_untouched(host: Host) -> None:
 
 def test_conflict_with_force_is_displaced_then_masked(host: Host) -> None:
     body = "[Service]\nExecStart=/bin/true\n"
-    host.sb.write("/etc/systemd/system/t7-local.service", body)
+    host.sb.write("/etc/systemd/system/t7-local.service", body, 0o640)
+    original = host.etc("t7-local.service")
+    os.chown(original, 12345, 23456)
+    os.utime(original, ns=(1_600_000_000_000_000_000, 1_500_000_000_123_456_789))
     host.systemctl("daemon-reload")
     p = host.policy("t7", "version: 1\nmask:\n  - unit: t7-local.service\n    force: true\n")
     rc, doc = host.json("apply", "--policy", p)
     assert rc == 0, doc
     assert os.readlink(host.etc("t7-local.service")) == "/dev/null"
-    moved = list(host.sb.path("/var/lib/masktool/displaced").glob("t7-local.service.*"))
+    # One directory per apply, the file under its own name (any unit name fits).
+    moved = list(host.sb.path("/var/lib/masktool/displaced").glob("*/t7-local.service"))
     assert len(moved) == 1
     assert moved[0].read_text() == body
+    st = moved[0].stat()
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 12345, 23456)
+    assert st.st_mtime_ns == 1_500_000_000_123_456_789
+    assert not list(moved[0].parent.glob(".masktool-*")), "a temporary copy was left"
+    change = next(c for c in doc["changes"] if c["what"] == "displace")
+    assert change["detail"].endswith(
+        f"/var/lib/masktool/displaced/{moved[0].parent.name}/t7-local.service"
+    )
+    entry = host.journal("MASKTOOL_UNIT=t7-local.service", "MASKTOOL_ACTION=mask")[-1]
+    assert (
+        entry["MASKTOOL_DISPLACED"]
+        == f"/var/lib/masktool/displaced/{moved[0].parent.name}/t7-local.service"
+    )
     assert host.show("t7-local.service")["LoadState"] == "masked"
 
 

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from masktool.files import NotAMaskError, remove_mask
+from masktool.observe import EntryKind
+from masktool.tree import Tree
+
+if TYPE_CHECKING:
+    from masktool.plan import UnitPlan
 
 
 @dataclass(frozen=True)
@@ -11,6 +19,7 @@ class Change:
     what: str  # mask, mask-runtime, unmask, enable, displace, reload, stop
     detail: str = ""
     path: str = ""  # the file written or removed, when there is one
+    displaced: str = ""  # where a displaced file's copy is
 
 
 @dataclass
@@ -21,3 +30,24 @@ class ApplyResult:
 
     def error(self, unit: str, message: str) -> None:
         self.errors.append((unit, message))
+
+
+def displace_change(unit: str, src: str, copy: str, note: str) -> Change:
+    detail = f"{src} -> {copy}" + (f" ({note})" if note else "")
+    return Change(unit, "displace", detail, src, displaced=copy)
+
+
+def remove_masks(tree: Tree, u: UnitPlan, res: ApplyResult) -> None:
+    """Remove the unit's masks in /etc and /run that observe found, as `systemctl unmask`
+    does, each only if it is still a settled mask (masktool.files). What else sits in one of
+    the two directories is not masktool's to remove, and does not keep the other's mask."""
+    unit = u.obs.unit
+    for entry in (u.obs.etc, u.obs.run):
+        if entry is None or entry.kind != EntryKind.MASK:
+            continue
+        d, path = entry.dir, entry.path
+        try:
+            if remove_mask(tree, d, unit):
+                res.changes.append(Change(unit, "unmask", f"removed {path}", path))
+        except (OSError, NotAMaskError) as e:
+            res.error(unit, f"unmask: {e}")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 
-from masktool.backend import ApplyResult, Change
+from masktool.backend import ApplyResult, Change, displace_change, remove_masks
 from masktool.files import NotAMaskError, displace
 from masktool.plan import Plan, Step, UnitPlan
 from masktool.systemd_bus import Systemd, SystemdError
+from masktool.tree import Tree
 from masktool.units import ETC_DIR, ETC_SEARCH_DIR, is_template, template_of
 
 
@@ -25,21 +25,23 @@ def apply_live(
         for a in u.actions:
             by_step[a.step].append(u)
 
+    tree = Tree("/")
     failed_displace: set[str] = set()
     for u in by_step[Step.DISPLACE]:
+        src = f"{ETC_DIR}/{u.obs.unit}"
         try:
-            dest = displace(Path("/"), ETC_SEARCH_DIR, u.obs.unit, stamp)
-            src = f"{ETC_DIR}/{u.obs.unit}"
-            res.changes.append(Change(u.obs.unit, "displace", f"{src} -> {dest}", src))
+            moved = displace(tree, ETC_SEARCH_DIR, u.obs.unit, stamp)
+            res.changes.append(displace_change(u.obs.unit, src, moved.copy, moved.note))
         except (OSError, NotAMaskError) as e:
             failed_displace.add(u.obs.unit)
-            res.error(u.obs.unit, f"could not displace {ETC_DIR}/{u.obs.unit}: {e}")
+            res.error(u.obs.unit, f"could not displace {src}: {e}")
 
-    unmask = _units(by_step[Step.UNMASK])
-    if unmask:
-        # UnmaskUnitFiles(runtime=False) removes only the /etc link, (…, True) only /run's.
-        for runtime in (False, True):
-            _batch(res, "unmask", unmask, partial(systemd.unmask, runtime=runtime))
+    # Masks are removed by masktool itself, not with UnmaskUnitFiles: PID 1 removes whatever
+    # mask is at the name when the call arrives, which may by then be a file an admin has
+    # just created and is still writing. masktool removes only a settled mask, checked on
+    # the inode it removes (masktool.files).
+    for u in by_step[Step.UNMASK]:
+        remove_masks(tree, u, res)
     for step, runtime in ((Step.MASK, False), (Step.MASK_RUNTIME, True)):
         names = [n for n in _units(by_step[step]) if n not in failed_displace]
         if names:

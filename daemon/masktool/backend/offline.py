@@ -1,19 +1,19 @@
 """Carry out a plan on an unbooted tree (--root DIR): write and remove the links as
 `systemctl --root DIR mask/unmask` would, with no systemd to ask. Nothing runs there, so there is
-nothing to reload or stop."""
+nothing to reload or stop. Every path is resolved inside DIR (masktool.tree)."""
 
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
-from masktool.backend import ApplyResult, Change
-from masktool.files import NotAMaskError, displace, remove_mask, write_mask
+from masktool.backend import ApplyResult, Change, displace_change, remove_masks
+from masktool.files import NotAMaskError, displace, write_mask
 from masktool.plan import Plan, Step
+from masktool.tree import Tree
 from masktool.units import ETC_DIR, ETC_SEARCH_DIR, RUN_SEARCH_DIR
 
 
-def apply_offline(plan: Plan, root: Path, stamp: str) -> ApplyResult:
+def apply_offline(plan: Plan, tree: Tree, stamp: str) -> ApplyResult:
     res = ApplyResult()
     enable: list[str] = []
     for u in plan.units:
@@ -21,18 +21,17 @@ def apply_offline(plan: Plan, root: Path, stamp: str) -> ApplyResult:
         for a in u.actions:
             try:
                 if a.step == Step.DISPLACE:
-                    dest = displace(root, ETC_SEARCH_DIR, unit, stamp)
-                    res.changes.append(Change(unit, "displace", f"{ETC_DIR}/{unit} -> {dest}"))
+                    moved = displace(tree, ETC_SEARCH_DIR, unit, stamp)
+                    src = f"{ETC_DIR}/{unit}"
+                    res.changes.append(displace_change(unit, src, moved.copy, moved.note))
                 elif a.step in (Step.MASK, Step.MASK_RUNTIME):
                     d = ETC_SEARCH_DIR if a.step == Step.MASK else RUN_SEARCH_DIR
-                    if write_mask(root, d, unit):
+                    if write_mask(tree, d, unit):
                         res.changes.append(
                             Change(unit, a.step.value, f"{d.path}/{unit} -> /dev/null")
                         )
                 elif a.step == Step.UNMASK:
-                    for d in (ETC_SEARCH_DIR, RUN_SEARCH_DIR):
-                        if remove_mask(root, d, unit):
-                            res.changes.append(Change(unit, "unmask", f"removed {d.path}/{unit}"))
+                    remove_masks(tree, u, res)
                 elif a.step == Step.ENABLE:
                     enable.append(unit)
                 # RELOAD and STOP concern a running manager; plan() makes none offline.
@@ -43,7 +42,7 @@ def apply_offline(plan: Plan, root: Path, stamp: str) -> ApplyResult:
         # Enabling means reading [Install] sections and following Also=/Alias=: systemctl's own
         # offline implementation does exactly that.
         proc = subprocess.run(
-            ["systemctl", f"--root={root}", "enable", *enable],
+            ["systemctl", f"--root={tree.top}", "enable", *enable],
             capture_output=True,
             text=True,
             check=False,
