@@ -147,6 +147,14 @@ class Sandbox:
             ":".join(str(Path(p).resolve()) if i == 0 else p for i, p in enumerate(b.split(":", 1)))
             for b in binds
         ]
+        for b in self.binds:
+            inside = b.split(":", 1)[-1] if ":" in b else b
+            # systemd-tmpfiles empties /tmp and /var/tmp at boot: bound there, the host's own
+            # would be emptied (it happened).
+            if inside.rstrip("/") in ("", "/tmp", "/var/tmp", "/var", "/run"):
+                raise SandboxError(
+                    f"refusing to bind {inside} into the sandbox: tmpfiles would clean it"
+                )
         self.masks = [*HOST_TOUCHING_UNITS, *extra_masks]
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None

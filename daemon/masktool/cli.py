@@ -4,6 +4,7 @@ exit codes of DESIGN.md (0 ok, 1 drift / not all remediated, 2 usage, policy or 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -42,7 +43,7 @@ from masktool.report import (
     why_text,
 )
 from masktool.systemd_bus import Systemd, SystemdError
-from masktool.tree import Tree
+from masktool.tree import Tree, shown
 from masktool.units import template_of, unit_name_error
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
@@ -110,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # File names are bytes and need not be UTF-8; whatever slips through unescaped is shown
+    # with backslashes rather than ending the run with UnicodeEncodeError.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     try:
         return _run(args)
@@ -124,6 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, LockError) as e:
         print(f"masktool: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as e:
+        # A file or directory masktool needs and cannot use (--metrics into a missing
+        # directory, a lock it cannot take, ...): one line naming it.
+        print(f"masktool: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def os_error_text(e: OSError) -> str:
+    if e.filename is not None and e.strerror:
+        return f"{shown(os.fsdecode(e.filename))}: {e.strerror}"
+    return e.strerror or str(e)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -181,7 +198,12 @@ def _dispatch(
         _emit(args, plan_json("check", p, root), check_text(p))
         if args.metrics:
             text = render(samples(p.units), policy_ok=True, last_reconcile=time.time())
-            write_atomic(args.metrics, text)
+            try:
+                write_atomic(args.metrics, text)
+            except OSError as e:
+                raise UsageError(
+                    f"cannot write metrics to {shown(args.metrics)}: {e.strerror or e}"
+                ) from e
         return EXIT_OK if p.compliant else EXIT_DRIFT
     if args.command == "plan":
         _emit(args, plan_json("plan", p, root), plan_text(p))

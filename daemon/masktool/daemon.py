@@ -504,8 +504,13 @@ class Daemon:
     # -- reporting ---------------------------------------------------------------------------
 
     def _journal(self, entries: list[dict[str, str]]) -> None:
-        if entries:
+        if not entries:
+            return
+        try:
             send_all(entries, self.send)
+        except OSError as e:
+            # journald gone or full: enforcing goes on; stderr reaches the journal later.
+            print(f"masktool: could not write {len(entries)} journal entries: {e}", file=sys.stderr)
 
     def status(self) -> str:
         pol = self.policy

@@ -215,9 +215,15 @@ def flap_entry(u: UnitPlan, changes: int, window: float, delay: float) -> dict[s
     )
 
 
+def _safe(value: str) -> str:
+    """Bytes of a file name that are not UTF-8 (kept by Python as surrogates) as \\xNN: the
+    journal takes UTF-8 only, and a name must not be able to stop an entry being written."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def send_all(entries: list[dict[str, str]], send: Sender) -> None:
     for e in entries:
-        fields: dict[str, Any] = dict(e)
+        fields: dict[str, Any] = {k: _safe(v) for k, v in e.items()}
         message = fields.pop("MESSAGE")
         send(message, **fields)
 

@@ -90,9 +90,23 @@ def test_remove_keeps_masks_and_purge_removes_config(sb: Sandbox) -> None:
     assert state in ("inactive", "unknown")
     assert sb.show("pkg-telnetd.service", "LoadState")["LoadState"] == "masked"
     assert sb.path("/etc/masktool/policy.d/50-site.yaml").exists()
-    sb.run(["dpkg", "--purge", "masktool"])
+    # A file a force rule moved aside is the admin's only copy: purging keeps it.
+    kept = sb.path("/var/lib/masktool/displaced/20261126T000000.000000Z/pkg-old.service")
+    kept.parent.mkdir(parents=True)
+    kept.write_text("[Service]\nExecStart=/bin/true\n")
+    sb.path("/var/lib/masktool/displaced/20261125T000000.000000Z").mkdir()
+    sb.path("/var/lib/masktool/ledger").write_text("x")
+    res = sb.run(["dpkg", "--purge", "masktool"])
     assert not sb.path("/etc/masktool").exists()
+    assert kept.read_text() == "[Service]\nExecStart=/bin/true\n"
+    assert not sb.path("/var/lib/masktool/ledger").exists()
+    assert not sb.path("/var/lib/masktool/displaced/20261125T000000.000000Z").exists()
+    assert "kept /var/lib/masktool/displaced" in res.stderr
     assert sb.show("pkg-telnetd.service", "LoadState")["LoadState"] == "masked"
+    # With nothing displaced, purge leaves nothing behind.
+    sb.run(["rm", "-r", "/var/lib/masktool/displaced/20261126T000000.000000Z"])
+    sb.run(["sh", "-c", f"dpkg -i {DEB} && dpkg --purge masktool"])
+    assert not sb.path("/var/lib/masktool").exists()
 
 
 def test_ansible_rollout_installs_and_distributes_policy(sb: Sandbox) -> None:

@@ -1,0 +1,212 @@
+"""masktool's own file operations on real directories: what is removed, what never is, and
+that nothing reached through --root leaves the tree."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from masktool.files import (
+    BeingWrittenError,
+    NotAMaskError,
+    ReplacedError,
+    _unlink_same,
+    displace,
+    remove_mask,
+    write_mask,
+)
+from masktool.tree import Tree
+from masktool.units import ETC_SEARCH_DIR, RUN_SEARCH_DIR
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Tree:
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    return Tree(str(tmp_path))
+
+
+def etc(tree: Tree, name: str) -> Path:
+    return Path(tree.host(f"/etc/systemd/system/{name}"))
+
+
+def test_write_mask_never_replaces(tree: Tree) -> None:
+    assert write_mask(tree, ETC_SEARCH_DIR, "a.service")
+    assert os.readlink(etc(tree, "a.service")) == "/dev/null"
+    assert not write_mask(tree, ETC_SEARCH_DIR, "a.service")  # already masked
+    etc(tree, "b.service").write_text("[Service]\n")
+    with pytest.raises(NotAMaskError):
+        write_mask(tree, ETC_SEARCH_DIR, "b.service")
+    assert etc(tree, "b.service").read_text() == "[Service]\n"
+
+
+def test_write_mask_makes_the_directory(tmp_path: Path) -> None:
+    tree = Tree(str(tmp_path))
+    assert write_mask(tree, RUN_SEARCH_DIR, "a.service")
+    assert os.readlink(tmp_path / "run/systemd/system/a.service") == "/dev/null"
+
+
+def test_remove_mask_removes_links_and_settled_empty_files(tree: Tree) -> None:
+    etc(tree, "a.service").symlink_to("/dev/null")
+    etc(tree, "b.service").write_bytes(b"")
+    etc(tree, "c.service").symlink_to("../../../dev/null")  # resolved inside the tree
+    for name in ("a.service", "b.service", "c.service"):
+        assert remove_mask(tree, ETC_SEARCH_DIR, name)
+        assert not os.path.lexists(etc(tree, name))
+    assert not remove_mask(tree, ETC_SEARCH_DIR, "a.service")
+    assert os.listdir(tree.host("/etc/systemd/system")) == []  # nothing left aside
+
+
+def test_remove_mask_leaves_what_is_not_a_mask(tree: Tree) -> None:
+    etc(tree, "a.service").write_text("[Service]\n")
+    etc(tree, "b.service").symlink_to("/usr/lib/systemd/system/b.service")
+    os.mkfifo(etc(tree, "c.service"))
+    for name in ("a.service", "b.service", "c.service"):
+        with pytest.raises(NotAMaskError):
+            remove_mask(tree, ETC_SEARCH_DIR, name)
+        assert os.path.lexists(etc(tree, name))
+
+
+def test_an_empty_file_open_for_writing_is_never_removed(tree: Tree) -> None:
+    path = etc(tree, "a.service")
+    with path.open("w") as writer:  # what cp and > do: create empty, write a moment later
+        with pytest.raises(BeingWrittenError):
+            remove_mask(tree, ETC_SEARCH_DIR, "a.service")
+        writer.write("[Service]\nExecStart=/bin/true\n")
+    assert path.read_text() == "[Service]\nExecStart=/bin/true\n"
+
+
+def test_an_empty_file_open_for_writing_in_another_process_is_never_removed(
+    tree: Tree,
+) -> None:
+    path = etc(tree, "a.service")
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "f = open(sys.argv[1], 'w'); print('open', flush=True)\n"
+            "sys.stdin.readline(); f.write('[Service]\\n'); f.close()\n",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdin is not None
+    assert writer.stdout.readline() == "open\n"
+    with pytest.raises(BeingWrittenError):
+        remove_mask(tree, ETC_SEARCH_DIR, "a.service")
+    writer.stdin.write("go\n")
+    writer.stdin.close()
+    assert writer.wait(10) == 0
+    assert path.read_text() == "[Service]\n"
+
+
+def test_a_name_replaced_between_check_and_unlink_is_put_back(tree: Tree) -> None:
+    path = etc(tree, "a.service")
+    path.symlink_to("/dev/null")
+    checked = path.lstat()
+    # An editor saves a unit file over the name after the check.
+    new = etc(tree, ".a.service.tmp")
+    new.write_text("[Service]\n")
+    new.replace(path)
+    dfd = os.open(tree.host("/etc/systemd/system"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(ReplacedError):
+            _unlink_same(dfd, "a.service", checked, str(path))
+    finally:
+        os.close(dfd)
+    assert path.read_text() == "[Service]\n"
+    assert os.listdir(tree.host("/etc/systemd/system")) == ["a.service"]
+
+
+def test_displace_keeps_content_mode_owner_times(tree: Tree) -> None:
+    path = etc(tree, "a.service")
+    path.write_text("[Service]\nExecStart=/bin/true\n")
+    path.chmod(0o640)
+    os.chown(path, 1234, 5678)
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_100_000_000_123_456_789))
+    moved = displace(tree, ETC_SEARCH_DIR, "a.service", "STAMP")
+    assert moved.copy == "/var/lib/masktool/displaced/STAMP/a.service"
+    copy = Path(tree.host(moved.copy))
+    st = copy.stat()
+    assert copy.read_text() == "[Service]\nExecStart=/bin/true\n"
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 1234, 5678)
+    assert st.st_mtime_ns == 1_100_000_000_123_456_789
+    assert not os.path.lexists(path)
+    assert os.listdir(copy.parent) == ["a.service"]
+
+
+def test_displace_keeps_links_as_links(tree: Tree) -> None:
+    path = etc(tree, "a.service")
+    path.symlink_to("/nowhere/a.service")
+    moved = displace(tree, ETC_SEARCH_DIR, "a.service", "S")
+    assert os.readlink(tree.host(moved.copy)) == "/nowhere/a.service"
+    assert not os.path.lexists(path)
+
+
+def test_displace_works_for_the_longest_unit_names(tree: Tree) -> None:
+    name = "x" * (255 - len(".service")) + ".service"
+    etc(tree, name).write_text("[Service]\n")
+    moved = displace(tree, ETC_SEARCH_DIR, name, "20261126T000000.000000Z")
+    assert Path(tree.host(moved.copy)).read_text() == "[Service]\n"
+
+
+def test_displace_refuses_a_file_being_written(tree: Tree) -> None:
+    path = etc(tree, "a.service")
+    with path.open("w") as writer:
+        writer.write("[Service]\n")
+        writer.flush()
+        with pytest.raises(BeingWrittenError):
+            displace(tree, ETC_SEARCH_DIR, "a.service", "S")
+        writer.write("ExecStart=/bin/true\n")
+    assert path.read_text() == "[Service]\nExecStart=/bin/true\n"
+    assert os.listdir(tree.host("/var/lib/masktool/displaced/S")) == []
+
+
+def test_displace_refuses_what_is_neither_file_nor_link(tree: Tree) -> None:
+    os.mkfifo(etc(tree, "a.service"))
+    with pytest.raises(NotAMaskError):
+        displace(tree, ETC_SEARCH_DIR, "a.service", "S")
+    assert os.path.lexists(etc(tree, "a.service"))
+
+
+@pytest.mark.parametrize("how", ["absolute", "relative", "dotdot"])
+def test_directories_linked_out_of_the_tree_stay_inside(tmp_path: Path, how: str) -> None:
+    """DIR/etc/systemd/system and DIR/var/lib/masktool linked to a host directory: resolved
+    inside DIR, as chroot and systemctl --root resolve them; the host directory is untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.service").write_text("[Service]\n")
+    (outside / "gone.service").symlink_to("/dev/null")
+    top = tmp_path / "tree"
+    (top / "etc/systemd").mkdir(parents=True)
+    (top / "var/lib").mkdir(parents=True)
+    target = {
+        "absolute": str(outside),
+        "relative": "../../../outside",  # climbs above DIR: stops at DIR's top
+        "dotdot": "/../../../../" + str(outside),
+    }[how]
+    (top / "etc/systemd/system").symlink_to(target)
+    (top / "var/lib/masktool").symlink_to(target)
+    before = sorted((p.name, p.lstat().st_ino) for p in outside.iterdir())
+    tree = Tree(str(top))
+    assert write_mask(tree, ETC_SEARCH_DIR, "victim.service")
+    assert not remove_mask(tree, ETC_SEARCH_DIR, "gone.service")
+    (Path(tree.host(tree.chase("/etc/systemd/system")[0])) / "x.service").write_text("x")
+    displace(tree, ETC_SEARCH_DIR, "x.service", "S")
+    assert sorted((p.name, p.lstat().st_ino) for p in outside.iterdir()) == before
+    assert (outside / "victim.service").read_text() == "[Service]\n"
+
+
+def test_a_loop_of_links_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    (tmp_path / "etc/systemd").mkdir(parents=True)
+    (tmp_path / "etc/systemd/system").symlink_to("system")
+    with pytest.raises(OSError) as err:
+        write_mask(Tree(str(tmp_path)), ETC_SEARCH_DIR, "a.service")
+    assert err.value.errno == errno.ELOOP
