@@ -58,7 +58,7 @@ done
 echo "written $#, lost $lost"
 """
 # What `systemctl edit --full` runs as the editor: the admin's new text over the copy it made.
-EDITOR = "#!/bin/sh\ncat /root/wr-src.service > \"$1\"\n"
+EDITOR = '#!/bin/sh\ncat /root/wr-src.service > "$1"\n'
 
 
 def units() -> list[tuple[str, str]]:
