@@ -2,10 +2,17 @@
 
 Reads YAML with `yaml.SafeLoader` only, walks the node tree itself so that every value keeps its
 line, and rejects what PyYAML would accept silently: duplicate keys, unknown keys, wrong types.
+
+Files are read through `Tree` (tree.py), never by plain host paths: with --root DIR the default
+files, absolute includes and links are resolved inside DIR; every directory on the way and the file
+must be root's; a FIFO, socket, device, link loop or file that is not UTF-8 is one problem naming
+the file, never a hang or a traceback. Includes are followed without recursion, at most
+MAX_INCLUDE_DEPTH deep.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -15,6 +22,7 @@ from typing import Literal
 
 import yaml
 
+from masktool.tree import NotRegularFileError, Tree, UntrustedPathError, shown
 from masktool.units import unit_name_error
 
 Action = Literal["mask", "unmask"]
@@ -216,11 +224,11 @@ def parse_text(
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        detail = " ".join(x for x in (e.context, e.problem) if x)
+        detail = " ".join(" ".join(x.split()) for x in (e.context, e.problem) if x)
         problems.append((f"{path}{line}", f"YAML syntax error: {detail}"))
         return None
     except yaml.YAMLError as e:
-        problems.append((path, f"YAML error: {e}"))
+        problems.append((path, f"YAML error: {' '.join(str(e).split())}"))
         return None
     if root is None:
         problems.append((path, "the file is empty; a policy starts with 'version: 1'"))
@@ -324,143 +332,411 @@ def _parse_exemption(r: _Reader, item: yaml.Node) -> Exemption | None:
 
 
 # -- finding and reading files ----------------------------------------------------------------
+#
+# Every policy file is read through a Tree (tree.py): one path component at a time, links
+# resolved inside the tree (so with --root DIR nothing outside DIR is read), FIFOs and devices
+# refused without blocking, and every directory on the way and the file checked to be root's.
+
+HOST = Tree("/")
+
+# How deep includes may nest (a top-level file is level 0). Deeper is a mistake, or a loop
+# through paths that name different files.
+MAX_INCLUDE_DEPTH = 32
+
+_NOT_FOUND = (FileNotFoundError, NotADirectoryError)
 
 
-def _under(root: str, path: str) -> Path:
-    return Path(root) / path.lstrip("/")
+def _join(directory: str, name: str) -> str:
+    """`directory/name` as strings (no normalising: `..` is resolved by Tree, like the kernel
+    resolves it, after the links before it)."""
+    if name.startswith("/") or not directory:
+        return name
+    return f"{directory.rstrip('/')}/{name}"
 
 
-def default_policy_files(root: str = "/") -> list[Path]:
-    files: list[Path] = []
-    main = _under(root, DEFAULT_POLICY)
-    if main.exists():
-        files.append(main)
-    d = _under(root, DEFAULT_POLICY_DIR)
-    if d.is_dir():
-        files.extend(sorted(p for p in d.iterdir() if p.suffix == ".yaml"))
-    return files
+@dataclass(frozen=True)
+class _Source:
+    """A policy file to read: a tree and the path inside it, and the path named in messages."""
+
+    tree: Tree
+    inside: str  # absolute, inside the tree, not resolved
+    name: str  # the host path (or the path as given on the command line), not escaped
+
+    @property
+    def shown(self) -> str:
+        """The name in messages, in Location.file and in Policy.files."""
+        return _clean(self.name)
+
+    def include(self, ref: str) -> _Source:
+        """The file a path include names: an absolute path is in this file's tree, a relative
+        one is relative to this file's directory."""
+        if ref.startswith("/"):
+            return _Source(self.tree, ref, self.tree.host(ref))
+        return _Source(
+            self.tree,
+            _join(os.path.split(self.inside)[0], ref),
+            _join(os.path.split(self.name)[0], ref),
+        )
 
 
-def expand_policy_args(args: Sequence[str]) -> list[Path]:
-    """--policy takes files or directories (their *.yaml in lexical order)."""
-    files: list[Path] = []
-    for a in args:
-        p = Path(a)
-        if p.is_dir():
-            files.extend(sorted(q for q in p.iterdir() if q.suffix == ".yaml"))
-        else:
-            files.append(p)
-    return files
+@dataclass(frozen=True)
+class _Top:
+    source: _Source
+    optional: bool = False  # a default location: missing means "not used", not an error
 
 
-def read_trusted(path: Path) -> str:
-    """Read a policy file, refusing one that someone other than root could have written."""
-    with path.open("rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{path} is not a regular file")
-        # The daemon runs as root, so for it this means "owned by root"; a user checking a
-        # draft of their own may read it.
-        if st.st_uid not in (0, os.geteuid()):
-            raise PermissionError(
-                f"not owned by root (uid {st.st_uid}); anyone owning it could unmask units: "
-                f"chown root {path}"
-            )
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise PermissionError(
-                f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                f"chmod go-w {path}"
-            )
-        data = f.read()
+def _why(e: OSError) -> str:
+    """What an OSError says, on one line. Tree's errors carry the whole message (with the path,
+    escaped) in strerror; plain ones from the kernel say what failed (the caller names where)."""
+    text = e.strerror or str(e)
+    if isinstance(e, UntrustedPathError) and ", not root" in text and "not owned" not in text:
+        text = f"not owned by root: {text}"
+    return " ".join(text.split())
+
+
+# Control characters (a newline or an escape sequence in a file name) written as \xNN: a
+# problem is one line, and printing it must not drive the terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def _clean(text: str) -> str:
+    """Text safe to print and journal, on one line: undecodable bytes, lone surrogates and
+    control characters as escapes."""
     try:
-        return data.decode("utf-8")
+        text = shown(text)
+    except UnicodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_CONTROL)
+
+
+def _lexists(tree: Tree, inside: str) -> bool:
+    """Whether the last component of `inside` exists at all (a dangling link does)."""
+    directory, name = os.path.split(inside)
+    parent = tree.real_dir(directory)
+    if parent is None:
+        return False
+    try:
+        os.lstat(_join(parent, name))
+    except OSError:
+        return False
+    return True
+
+
+def _is_regular_file(tree: Tree, inside: str) -> bool:
+    final, exists = tree.chase(inside)
+    try:
+        return exists and stat.S_ISREG(os.lstat(tree.host(final)).st_mode)
+    except OSError:
+        return False
+
+
+def _leads_to(src: _Source) -> str:
+    """' (NAME leads to X, which does not exist)' when links on the way to a missing file
+    point elsewhere; "" when there is no link to blame."""
+    final, _ = src.tree.chase(src.inside)
+    if final == os.path.normpath("/" + src.inside.lstrip("/")):
+        return ""
+    return f" ({src.shown} leads to {src.tree.shown(final)}, which does not exist)"
+
+
+def _is_policy_name(name: str) -> bool:
+    # Like systemd's drop-ins and sudo's includedir: names starting with a dot are editors' lock
+    # files (.#site.yaml, often a dangling link), backups and swap files.
+    return name.endswith(".yaml") and not name.startswith(".")
+
+
+def _policy_names(names: Iterable[str]) -> list[str]:
+    return sorted((n for n in names if _is_policy_name(n)), key=os.fsencode)
+
+
+def _list_policy_dir(
+    tree: Tree, inside: str, name: str, problems: list[tuple[str, str]], *, optional: bool
+) -> list[_Top]:
+    """The policy files of a directory, in lexical (byte) order. The directory itself must be
+    root's and writable by nobody else, sticky or not: anyone who can add a file to it could
+    unmask units."""
+    try:
+        fd = tree.open_dir(inside, trust=True)
+    except OSError as e:
+        if isinstance(e, _NOT_FOUND) and optional and not _lexists(tree, inside):
+            return []
+        why = _why(e)
+        if isinstance(e, NotADirectoryError) and _is_regular_file(tree, inside):
+            why = f"{shown(name)} is a regular file, not a directory"
+        problems.append((shown(name), f"cannot use this policy directory: {why}"))
+        return []
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problems.append(
+                (
+                    shown(name),
+                    f"policy directory {shown(name)} is writable by group or others (mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}); even with the sticky bit anyone could add "
+                    f"a policy file to it: chmod go-w {shown(name)}",
+                )
+            )
+            return []
+        names = os.listdir(fd)
+    except OSError as e:
+        problems.append((shown(name), f"cannot list this policy directory: {_why(e)}"))
+        return []
+    finally:
+        os.close(fd)
+    base = inside.rstrip("/")
+    return [_Top(_Source(tree, f"{base}/{n}", _join(name, n))) for n in _policy_names(names)]
+
+
+def _top_sources(
+    policy_args: Sequence[str], tree: Tree, problems: list[tuple[str, str]]
+) -> list[_Top]:
+    """The top-level policy files: --policy files and directories (host paths), else the
+    default locations inside the tree."""
+    if not policy_args:
+        main = _Source(tree, DEFAULT_POLICY, tree.host(DEFAULT_POLICY))
+        return [
+            _Top(main, optional=True),
+            *_list_policy_dir(
+                tree, DEFAULT_POLICY_DIR, tree.host(DEFAULT_POLICY_DIR), problems, optional=True
+            ),
+        ]
+    tops: list[_Top] = []
+    for a in policy_args:
+        try:
+            inside = _join(str(Path.cwd()), a) if not a.startswith("/") else a
+        except OSError as e:
+            problems.append((shown(a), f"cannot use this policy path: {_why(e)}"))
+            continue
+        try:
+            os.close(HOST.open_dir(inside))
+        except OSError:
+            tops.append(_Top(_Source(HOST, inside, a)))  # reading it says what is wrong
+            continue
+        tops.extend(_list_policy_dir(HOST, inside, a, problems, optional=False))
+    return tops
+
+
+class _NotText(ValueError):
+    pass
+
+
+def _read(src: _Source) -> tuple[str, str]:
+    """The text of a policy file and its final path inside its tree. Raises OSError (with a
+    message naming the culprit: the file, a directory on the way, a link) or _NotText."""
+    try:
+        data, final = src.tree.read_file(src.inside, trust=True)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # open() of a socket, or of a device with no driver
+            final, exists = src.tree.chase(src.inside)
+            mode = os.lstat(src.tree.host(final)).st_mode if exists else 0
+            if exists and not stat.S_ISREG(mode):
+                raise NotRegularFileError(src.tree.host(final), mode) from e
+        raise
+    try:
+        return data.decode("utf-8"), final
     except UnicodeDecodeError as e:
-        raise OSError(f"not UTF-8 text ({e.reason} at byte {e.start})") from e
-
-
-def _bundle_candidates(name: str, root: str) -> list[Path]:
-    return [
-        _under(root, SITE_BUNDLE_DIR) / f"{name}.yaml",
-        _under(root, VENDOR_BUNDLE_DIR) / f"{name}.yaml",
-        *(d / f"{name}.yaml" for d in packaged_bundle_dirs()),
-    ]
+        raise _NotText(f"not UTF-8 text ({e.reason} at byte {e.start})") from e
 
 
 def _is_bundle_name(ref: str) -> bool:
     return "/" not in ref and not ref.endswith((".yaml", ".yml"))
 
 
-def resolve_include(ref: str, including_file: Path, root: str) -> tuple[Path | None, list[Path]]:
-    """The file an include names, and where it was looked for."""
-    if _is_bundle_name(ref):
-        candidates = _bundle_candidates(ref, root)
-    else:
-        p = Path(ref)
-        candidates = [p if p.is_absolute() else including_file.parent / p]
-    for c in candidates:
-        if c.is_file():
-            return c, candidates
-    return None, candidates
+def _bad_include(ref: str) -> str:
+    """Why `ref` cannot name a file ("" when it can): YAML escapes can make strings no file
+    name holds."""
+    if "\0" in ref:
+        return "contains a NUL character, which no file name can"
+    try:
+        ref.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid text (a lone surrogate from a \\u escape?)"
+    return ""
 
 
-# -- merging ----------------------------------------------------------------------------------
+def _bundle_dirs(tree: Tree) -> list[tuple[Tree, str]]:
+    return [
+        (tree, SITE_BUNDLE_DIR),
+        (tree, VENDOR_BUNDLE_DIR),
+        *((HOST, str(d)) for d in packaged_bundle_dirs()),
+    ]
+
+
+def _bundles_known(dirs: Sequence[tuple[Tree, str]]) -> str:
+    """'known bundles: a, b (in DIR); c (in DIR2)' for a "not found" message."""
+    found: list[str] = []
+    for tree, inside in dirs:
+        try:
+            with tree.dir(inside) as fd:
+                names = os.listdir(fd)
+        except OSError:
+            continue
+        bundles = [shown(n[: -len(".yaml")]) for n in _policy_names(names)]
+        if bundles:
+            found.append(f"{', '.join(bundles)} (in {tree.shown(inside)})")
+    return f"known bundles: {'; '.join(found)}" if found else "no bundles are installed"
+
+
+# -- reading, include by include -------------------------------------------------------------
+
+
+@dataclass
+class _Open:
+    """A file being read: its includes are read (depth first) before its own rules count."""
+
+    key: tuple[str, str]  # (tree top, final path inside the tree): the same file, however named
+    source: _Source
+    content: _FileContent
+    via: tuple[str, ...]  # the include chain that led here ("" = top level)
+    next_include: int = 0
+
+
+class _PolicyReader:
+    def __init__(self, tree: Tree, problems: list[tuple[str, str]]) -> None:
+        self.tree = tree  # where default files and bundles are looked up
+        self.problems = problems
+        self.contents: list[_FileContent] = []
+        self.seen: set[tuple[str, str]] = set()
+        self._bundle_dirs: list[tuple[Tree, str]] | None = None
+
+    def problem(self, where: str, what: str) -> None:
+        self.problems.append((where, what))
+
+    def bundle_dirs(self) -> list[tuple[Tree, str]]:
+        if self._bundle_dirs is None:
+            self._bundle_dirs = _bundle_dirs(self.tree)
+        return self._bundle_dirs
+
+    def read_top(self, top: _Top) -> None:
+        src = top.source
+        try:
+            text, final = _read(src)
+        except _NOT_FOUND as e:
+            if top.optional and not _lexists(src.tree, src.inside):
+                return
+            if isinstance(e, FileNotFoundError) and not _lexists(src.tree, src.inside):
+                self.problem(src.shown, f"policy file {src.shown} does not exist{_leads_to(src)}")
+            else:
+                self.problem(src.shown, f"cannot use this policy file: {_why(e)}")
+            return
+        except OSError as e:
+            self.problem(src.shown, f"cannot use this policy file: {_why(e)}")
+            return
+        except _NotText as e:
+            self.problem(src.shown, f"cannot use this policy file: {e}")
+            return
+        first = self.open((src, text, final), (), [], "")
+        stack = [first] if first else []
+        while stack:  # no recursion: an include chain is bounded by MAX_INCLUDE_DEPTH only
+            here = stack[-1]
+            if here.next_include >= len(here.content.includes):
+                self.contents.append(here.content)  # after its includes: its rules override
+                stack.pop()
+                continue
+            ref, loc = here.content.includes[here.next_include]
+            here.next_include += 1
+            if len(stack) > MAX_INCLUDE_DEPTH:
+                self.problem(
+                    str(loc),
+                    f"include '{ref}' would nest includes {len(stack)} levels deep (the chain "
+                    f"starts at {stack[0].source.shown}); the limit is {MAX_INCLUDE_DEPTH}",
+                )
+                continue
+            found = self.resolve(ref, here.source, str(loc))
+            if found is None:
+                continue
+            child = self.open(found, (*here.via, ref), stack, str(loc))
+            if child:
+                stack.append(child)
+
+    def open(
+        self, found: tuple[_Source, str, str], via: tuple[str, ...], stack: list[_Open], at: str
+    ) -> _Open | None:
+        src, text, final = found
+        key = (src.tree.top, final)
+        for i, f in enumerate(stack):
+            if f.key == key:
+                cycle = " -> ".join([*(g.source.shown for g in stack[i:]), src.shown])
+                self.problem(at, f"include cycle: {cycle}")
+                return None
+        if key in self.seen:
+            return None  # included twice: the rules are the same, read them once
+        self.seen.add(key)
+        content = parse_text(text, src.shown, self.problems, via)
+        if content is None:
+            return None
+        if via and content.mode is not None:
+            self.problem(
+                str(content.mode[1]),
+                "'mode' may only be set in a top-level policy, not in an included one",
+            )
+        return _Open(key, src, content, via)
+
+    def resolve(self, ref: str, including: _Source, at: str) -> tuple[_Source, str, str] | None:
+        """Find and read what an include names: (source, text, final path), or None with the
+        problem recorded."""
+        bad = _bad_include(ref)
+        if bad:
+            self.problem(at, f"include '{ref}' {bad}")
+            return None
+        if _is_bundle_name(ref):
+            dirs = self.bundle_dirs()
+            candidates = [_Source(t, f"{d}/{ref}.yaml", t.host(f"{d}/{ref}.yaml")) for t, d in dirs]
+        else:
+            candidates = [including.include(ref)]
+        for c in candidates:
+            try:
+                text, final = _read(c)
+            except _NOT_FOUND as e:
+                if _lexists(c.tree, c.inside):  # a dangling link, or a path through a file
+                    self.problem(c.shown, f"cannot use this policy file: {_why(e)}")
+                    return None
+                continue
+            except OSError as e:
+                # A site bundle that cannot be used is an error, not a reason to fall back.
+                self.problem(c.shown, f"cannot use this policy file: {_why(e)}")
+                return None
+            except _NotText as e:
+                self.problem(c.shown, f"cannot use this policy file: {e}")
+                return None
+            return c, text, final
+        tried = ", ".join(c.shown for c in candidates)
+        if _is_bundle_name(ref):
+            known = _bundles_known(self.bundle_dirs())
+            self.problem(at, f"include '{ref}' not found (looked in: {tried}); {known}")
+        else:
+            leads = _leads_to(candidates[0])
+            self.problem(at, f"include '{ref}' not found (looked in: {tried}){leads}")
+        return None
 
 
 def load_policy(policy_args: Sequence[str] = (), root: str = "/") -> Policy:
-    """Read, validate and merge the policy. Raises PolicyError naming every problem found."""
+    """Read, validate and merge the policy. Raises PolicyError naming every problem found.
+
+    Default files are read inside `root` (like `systemctl --root`); --policy arguments are
+    host paths. Includes are resolved in the tree of the file that includes them; bundles in
+    `root`, then among masktool's own files.
+    """
+    tree = Tree(root)
     problems: list[tuple[str, str]] = []
-    files = expand_policy_args(policy_args) if policy_args else default_policy_files(root)
-    if not files:
-        where = (
-            ", ".join(policy_args)
-            or f"{_under(root, DEFAULT_POLICY)} or {_under(root, DEFAULT_POLICY_DIR)}/*.yaml"
-        )
-        raise PolicyError([(where, "no policy file found; write one or pass --policy FILE")])
-
-    contents: list[_FileContent] = []
-    seen: set[Path] = set()
-
-    def read(path: Path, via: tuple[str, ...], chain: tuple[Path, ...], at: str) -> None:
-        real = path.resolve()
-        if real in chain:
-            cycle = " -> ".join(str(p) for p in (*chain, real))
-            problems.append((at, f"include cycle: {cycle}"))
-            return
-        if real in seen:
-            return  # included twice: the rules are the same, read them once
-        seen.add(real)
-        try:
-            text = read_trusted(path)
-        except FileNotFoundError:
-            problems.append((at or str(path), f"policy file {path} does not exist"))
-            return
-        except OSError as e:
-            problems.append((str(path), f"cannot use this policy file: {e}"))
-            return
-        content = parse_text(text, str(path), problems, via)
-        if content is None:
-            return
-        if via and content.mode is not None:
-            problems.append(
-                (
-                    str(content.mode[1]),
-                    "'mode' may only be set in a top-level policy, not in an included one",
-                )
-            )
-        for ref, loc in content.includes:
-            target, looked = resolve_include(ref, path, root)
-            if target is None:
-                tried = ", ".join(str(p) for p in looked)
-                problems.append((str(loc), f"include '{ref}' not found (looked in: {tried})"))
-                continue
-            read(target, (*via, ref), (*chain, real), str(loc))
-        contents.append(content)  # after its includes: a file's own rules override theirs
-
-    for f in files:
-        read(f, (), (), "")
+    reader = _PolicyReader(tree, problems)
+    for top in _top_sources(policy_args, tree, problems):
+        reader.read_top(top)
+    if not reader.contents and not problems:
+        if policy_args:
+            where = ", ".join(shown(a) for a in policy_args)
+            note = ""
+        else:
+            main = _Source(tree, DEFAULT_POLICY, tree.host(DEFAULT_POLICY))
+            where = f"{main.shown} or {tree.shown(DEFAULT_POLICY_DIR)}/*.yaml"
+            note = _leads_to(main)
+        problems.append((where, f"no policy file found; write one or pass --policy FILE{note}"))
     if problems:
-        raise PolicyError(problems)
-    return merge(contents)
+        raise PolicyError([(_clean(w), _clean(m)) for w, m in problems])
+    return merge(reader.contents)
+
+
+# -- merging ----------------------------------------------------------------------------------
 
 
 def merge(contents: Sequence[_FileContent]) -> Policy:

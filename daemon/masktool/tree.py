@@ -47,10 +47,11 @@ def _kind(mode: int) -> str:
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISREG, "a regular file"),
     ):
         if test(mode):
             return name
-    return "not a regular file"
+    return "of an unknown kind"
 
 
 class NotRegularFileError(OSError):
@@ -212,6 +213,9 @@ class Tree:
                     parts.extend(reversed([p for p in target.split("/") if p]))
                     continue
                 if last and want_file:
+                    if not stat.S_ISREG(st.st_mode):
+                        # Not even opened: a socket would fail with ENXIO, a device might block.
+                        raise NotRegularFileError(self.host(here), st.st_mode)
                     ffd = os.open(part, _FILE_FLAGS, dir_fd=fd)
                     fst = os.fstat(ffd)
                     if not stat.S_ISREG(fst.st_mode):
