@@ -120,6 +120,9 @@ class UnitObservation:
     live: LiveState | None = None
     instances: tuple[LiveState, ...] = ()  # for a template: instances systemd has loaded
     owned_instances: tuple[str, ...] = ()  # for a template: instances with files of their own
+    # FIFOs systemd would open while loading the unit: PID 1 blocks on them (systemd 252), so
+    # masktool never asks systemd about such a unit.
+    hazards: tuple[str, ...] = ()
     dependents: tuple[DependentState, ...] = ()  # filled when observe() is asked for them
 
     def entry_in(self, dir_path: str) -> Entry | None:
@@ -282,6 +285,43 @@ class UnitTree:
             if n.startswith(prefix) and n.endswith(suffix)
         }
 
+    def hazards(self, names: Sequence[str], entries: Iterable[Entry]) -> tuple[str, ...]:
+        """FIFOs among the files systemd reads to load a unit named `names` (the unit, its
+        aliases, its template): its fragment and its drop-ins (NAME.d/, the template's, the
+        dash-prefix ones such as foo-.service.d/, and the type's, service.d/). systemd 252
+        opens such a FIFO and blocks: PID 1 stops answering until something writes to it."""
+        found = [
+            e.path
+            for e in entries
+            if e.kind in (EntryKind.OTHER, EntryKind.BAD_LINK) and self._is_fifo(e.path)
+        ]
+        dirs = {f"{n}.d" for n in names}
+        for n in names:
+            stem, _, kind = n.rpartition(".")
+            base = stem.split("@", 1)[0]
+            parts = base.split("-")
+            dirs.update(f"{'-'.join(parts[:i])}-.{kind}.d" for i in range(1, len(parts)))
+            dirs.add(f"{kind}.d")
+        for d, real, listed in self.dirs:
+            for sub in sorted(dirs & listed):
+                try:
+                    confs = [c for c in os.listdir(f"{real}/{sub}") if c.endswith(".conf")]
+                except OSError:
+                    continue
+                found.extend(
+                    f"{d.path}/{sub}/{c}"
+                    for c in sorted(confs)
+                    if self._is_fifo(f"{d.path}/{sub}/{c}")
+                )
+        return tuple(found)
+
+    def _is_fifo(self, inside: str) -> bool:
+        final, exists = self.tree.chase(inside)
+        try:
+            return exists and stat.S_ISFIFO(os.lstat(self.tree.host(final)).st_mode)
+        except OSError:
+            return False
+
     def observe_files(self, policy_name: str) -> UnitObservation:
         name = policy_name
         chain: list[str] = []
@@ -313,6 +353,7 @@ class UnitTree:
                     if n != name and any(e.kind != EntryKind.MASK for e in self.entries(n))
                 )
             )
+        names = [name, *chain] + ([template_of(name)] if is_instance(name) else [])
         return UnitObservation(
             name=policy_name,
             unit=name,
@@ -320,6 +361,7 @@ class UnitTree:
             template_entries=template_entries,
             alias_chain=tuple(chain),
             owned_instances=owned,
+            hazards=self.hazards(names, (*entries, *template_entries)),
         )
 
 
@@ -372,6 +414,7 @@ def observe(
             o.unit
             for o in obs.values()
             if not is_template(o.unit)
+            and not o.hazards
             and o.unit not in in_memory
             and (o.mask_state() != State.UNMASKED or o.unit in wanted or o.name in wanted)
         }

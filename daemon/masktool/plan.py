@@ -101,6 +101,22 @@ def plan(
                     ),
                 )
             )
+        elif o.hazards:
+            units.append(
+                UnitPlan(
+                    r,
+                    o,
+                    o.mask_state(),
+                    False,
+                    notes=_alias_note(o),
+                    refusal=(
+                        f"{', '.join(o.hazards)} "
+                        f"{'is a FIFO' if len(o.hazards) == 1 else 'are FIFOs'}: systemd opens "
+                        f"it to load {o.unit} and stops answering (PID 1 blocks on it). "
+                        "masktool neither asks systemd about the unit nor changes it: remove it"
+                    ),
+                )
+            )
         elif r.action == "mask":
             units.append(_plan_mask(r, o, live, masked))
         else:
