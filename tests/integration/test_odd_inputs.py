@@ -358,3 +358,55 @@ def test_live_and_daemon(odd_live: tuple[Sandbox, Case]) -> None:
     active = sb.run(["systemctl", "is-active", "masktool.service"], check=False).stdout.strip()
     assert active == "active", case.name
     _ = Host  # the session sandbox is not used here: odd entries would leak into other tests
+
+
+def test_displace_on_a_full_disk_leaves_the_original_and_no_partial_copy(tmp_path: Path) -> None:
+    """ENOSPC in the middle of the copy: the admin's file stays where it was, whole."""
+    if os.geteuid() != 0:
+        require_boot()
+    top = tmp_path / "tree"
+    _base(top)
+    body = "# " + "x" * (256 << 10) + "\n[Service]\nExecStart=/bin/true\n"
+    _write(top / ETC / "odd-c.service", body)
+    _write(
+        top / "etc/masktool/policy.yaml",
+        "version: 1\nmask:\n  - unit: odd-c.service\n    force: true\n",
+    )
+    full = top / "var/lib/masktool"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tiny", str(full)], check=True)
+    try:
+        res = subprocess.run(
+            [MASKTOOL, "apply", "--root", str(top)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "No space left on device" in res.stdout + res.stderr
+        assert "Traceback" not in res.stderr
+        assert (top / ETC / "odd-c.service").read_text() == body
+        left = [p for p in full.rglob("*") if p.is_file() or p.is_symlink()]
+        assert left == [], f"partial copies left: {left}"
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+@pytest.mark.parametrize("where", ["missing-dir/x.prom", "a-directory"])
+def test_metrics_that_cannot_be_written_are_one_clear_error(tmp_path: Path, where: str) -> None:
+    if os.geteuid() != 0:
+        require_boot()
+    top = tmp_path / "tree"
+    _base(top)
+    (tmp_path / "a-directory").mkdir()
+    target = tmp_path / where
+    res = subprocess.run(
+        [MASKTOOL, "check", "--root", str(top), "--metrics", str(target)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == res.stderr.strip().splitlines()[0]  # one line
+    assert f"cannot write metrics to {target}" in res.stderr, res.stderr
