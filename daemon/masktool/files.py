@@ -44,20 +44,29 @@ class ReplacedError(NotAMaskError):
     """The entry changed between the check and the removal; it was put back untouched."""
 
 
-def _is_char_device_link(tree: Tree, inside: str, target: str) -> bool:
-    # systemd compares the resolved path with /dev/null first, so under --root a mask is a mask
-    # even when DIR/dev/null does not exist; otherwise any character device (/dev/zero) masks.
+def resolve_link(tree: Tree, inside: str, target: str) -> tuple[str, bool, bool]:
+    """Where the link at `inside` (whose own target is `target`) ends inside the tree: (the
+    final path, whether it exists, whether the link is a mask). A link is a mask when it
+    resolves to /dev/null, to any other character device, or to a 0-byte regular file:
+    systemd's null_or_empty_path(). systemd compares the resolved path with /dev/null first,
+    so under --root a mask is a mask even when DIR/dev/null does not exist."""
     if target == "/dev/null":
-        return True
+        return "/dev/null", True, True  # by far the most common mask
     final, exists = tree.chase(inside)
     if final == "/dev/null":
-        return True
+        return final, True, True
     if not exists:
-        return False
+        return final, False, False
     try:
-        return stat.S_ISCHR(os.stat(tree.host(final)).st_mode)
+        st = os.stat(tree.host(final))
     except OSError:
-        return False
+        return final, False, False
+    empty = stat.S_ISREG(st.st_mode) and st.st_size == 0
+    return final, True, stat.S_ISCHR(st.st_mode) or empty
+
+
+def _link_is_mask(tree: Tree, inside: str, dfd: int, name: str) -> bool:
+    return resolve_link(tree, inside, os.readlink(name, dir_fd=dfd))[2]
 
 
 def write_mask(tree: Tree, d: SearchDir, unit: str) -> bool:
@@ -68,9 +77,7 @@ def write_mask(tree: Tree, d: SearchDir, unit: str) -> bool:
             os.symlink("/dev/null", unit, dir_fd=dfd)
         except FileExistsError:
             st = os.stat(unit, dir_fd=dfd, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode) and _is_char_device_link(
-                tree, f"{d.path}/{unit}", os.readlink(unit, dir_fd=dfd)
-            ):
+            if stat.S_ISLNK(st.st_mode) and _link_is_mask(tree, f"{d.path}/{unit}", dfd, unit):
                 return False
             if stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 return False  # an empty file masks too; masktool does not replace it
@@ -80,33 +87,38 @@ def write_mask(tree: Tree, d: SearchDir, unit: str) -> bool:
     return True
 
 
+def _take_read_lease(fd: int, where: str, owner: int) -> None:
+    """A read lease on `fd`: proof that no process has the file open for writing. While it is
+    held, a process opening the file for writing waits for masktool to let go."""
+    # A writer opening the file breaks the lease, and the kernel signals the holder: SIGURG is
+    # ignored by default, SIGIO (the default signal) would end the process.
+    fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            raise BeingWrittenError(
+                f"{where} is open for writing by another process (being written); "
+                "it is not a mask until it is closed"
+            ) from None
+        if e.errno == errno.EACCES:
+            # Only the owner (or CAP_LEASE) may take a lease: no proof either way.
+            raise NotAMaskError(
+                f"{where} is owned by uid {owner}: without a lease masktool cannot "
+                "tell whether it is still being written, so it leaves it"
+            ) from None
+        raise
+
+
 @contextmanager
 def _read_lease(dfd: int, name: str, expect: os.stat_result, where: str) -> Iterator[int]:
-    """Hold a read lease on the regular file `name`: proof that nobody has it open for
-    writing. Yields the fd, whose inode is `expect`'s."""
+    """Open the regular file `name` (the inode `expect`) and hold a read lease on it."""
     fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     try:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino):
             raise ReplacedError(f"{where} changed while masktool looked at it; left as it is")
-        # A writer opening the file while the lease is held breaks it, and the kernel signals
-        # the holder: SIGURG is ignored by default, SIGIO would end the process.
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                raise BeingWrittenError(
-                    f"{where} is open for writing by another process (being written); "
-                    "it is not a mask until it is closed"
-                ) from None
-            if e.errno == errno.EACCES:
-                # Only the owner (or CAP_LEASE) may take a lease: no proof either way.
-                raise NotAMaskError(
-                    f"{where} is owned by uid {st.st_uid}: without a lease masktool cannot "
-                    "tell whether it is still being written, so it leaves it"
-                ) from None
-            raise
+        _take_read_lease(fd, where, st.st_uid)
         try:
             yield fd
         finally:
@@ -124,17 +136,13 @@ def being_written(path: str) -> bool:
     except OSError:
         return False  # gone, or not a file any more: the caller's next look decides
     try:
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                return True
-            raise
+        _take_read_lease(fd, path, os.fstat(fd).st_uid)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        return False
+    except NotAMaskError:
+        return True
     finally:
         os.close(fd)
+    return False
 
 
 def _lease_broken(fd: int | None) -> bool:
@@ -183,7 +191,7 @@ def remove_mask(tree: Tree, d: SearchDir, unit: str) -> bool:
         except FileNotFoundError:
             return False
         if stat.S_ISLNK(st.st_mode):
-            if not _is_char_device_link(tree, inside, os.readlink(unit, dir_fd=dfd)):
+            if not _link_is_mask(tree, inside, dfd, unit):
                 raise NotAMaskError(f"{where} is a link that is not a mask; left as it is")
             _unlink_same(dfd, unit, st, where)
             return True

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from masktool.deps import Dependency, DependencyIndex, merge
-from masktool.files import being_written
+from masktool.files import being_written, resolve_link
 from masktool.tree import Tree, shown
 from masktool.units import (
     ETC_DIR,
@@ -215,13 +215,8 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             return Entry(d, name, EntryKind.DEVICE_NODE)
         return Entry(d, name, EntryKind.OTHER)
-    # systemd compares the resolved path itself with /dev/null, so under --root a mask is a mask
-    # even when DIR/dev/null does not exist. The direct link is by far the most common mask.
-    if os.readlink(p) == "/dev/null":
-        final, exists = "/dev/null", True
-    else:
-        final, exists = tree.chase(f"{d.path}/{name}")
-    if final == "/dev/null":
+    final, exists, mask = resolve_link(tree, f"{d.path}/{name}", os.readlink(p))
+    if mask:
         return Entry(d, name, EntryKind.MASK, final)
     if not exists:
         return Entry(d, name, EntryKind.DANGLING, final)
@@ -229,8 +224,6 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
         tst = os.stat(tree.host(final))
     except OSError:
         return Entry(d, name, EntryKind.DANGLING, final)
-    if stat.S_ISCHR(tst.st_mode) or (stat.S_ISREG(tst.st_mode) and tst.st_size == 0):
-        return Entry(d, name, EntryKind.MASK, final)
     if not stat.S_ISREG(tst.st_mode):
         return Entry(d, name, EntryKind.BAD_LINK, final)
     base = final.rsplit("/", 1)[-1]

@@ -113,8 +113,3 @@ SEARCH_PATH: tuple[SearchDir, ...] = (
 
 ETC_SEARCH_DIR = next(d for d in SEARCH_PATH if d.path == ETC_DIR)
 RUN_SEARCH_DIR = next(d for d in SEARCH_PATH if d.path == RUN_DIR)
-
-
-def under_root(root: str, inside: str) -> str:
-    """`inside` (an absolute path) as seen from the host when `root` is the tree's /."""
-    return inside if root == "/" else root.rstrip("/") + inside

@@ -54,11 +54,14 @@ def test_remove_mask_removes_links_and_settled_empty_files(tree: Tree) -> None:
     etc(tree, "a.service").symlink_to("/dev/null")
     etc(tree, "b.service").write_bytes(b"")
     etc(tree, "c.service").symlink_to("../../../dev/null")  # resolved inside the tree
-    for name in ("a.service", "b.service", "c.service"):
+    Path(tree.host("/empty")).write_bytes(b"")
+    etc(tree, "d.service").symlink_to("/empty")  # a link to an empty file masks too
+    for name in ("a.service", "b.service", "c.service", "d.service"):
         assert remove_mask(tree, ETC_SEARCH_DIR, name)
         assert not os.path.lexists(etc(tree, name))
     assert not remove_mask(tree, ETC_SEARCH_DIR, "a.service")
     assert os.listdir(tree.host("/etc/systemd/system")) == []  # nothing left aside
+    assert Path(tree.host("/empty")).exists()  # a link is removed, never what it points to
 
 
 def test_remove_mask_leaves_what_is_not_a_mask(tree: Tree) -> None:
