@@ -234,6 +234,19 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
     return Entry(d, name, EntryKind.BAD_LINK, final)
 
 
+def _dropin_dirs(names: Iterable[str]) -> set[str]:
+    """The drop-in directories systemd 252 reads for units of these names: NAME.d/, the
+    dash-prefix ones (foo-bar.service reads foo-.service.d/) and the type's (service.d/)."""
+    dirs: set[str] = set()
+    for n in names:
+        dirs.add(f"{n}.d")
+        stem, _, kind = n.rpartition(".")
+        parts = stem.split("@", 1)[0].split("-")
+        dirs.update(f"{'-'.join(parts[:i])}-.{kind}.d" for i in range(1, len(parts)))
+        dirs.add(f"{kind}.d")
+    return dirs
+
+
 class UnitTree:
     """The unit search path under a root, listed once (a directory read per search dir)."""
 
@@ -280,33 +293,40 @@ class UnitTree:
 
     def hazards(self, names: Sequence[str], entries: Iterable[Entry]) -> tuple[str, ...]:
         """FIFOs among the files systemd reads to load a unit named `names` (the unit, its
-        aliases, its template): its fragment and its drop-ins (NAME.d/, the template's, the
-        dash-prefix ones such as foo-.service.d/, and the type's, service.d/). systemd 252
-        opens such a FIFO and blocks: PID 1 stops answering until something writes to it."""
+        aliases, its template): its fragment and its drop-ins. systemd 252 opens such a FIFO
+        and blocks: PID 1 stops answering until something writes to it."""
         found = [
             e.path
             for e in entries
             if e.kind in (EntryKind.OTHER, EntryKind.BAD_LINK) and self._is_fifo(e.path)
         ]
-        dirs = {f"{n}.d" for n in names}
-        for n in names:
-            stem, _, kind = n.rpartition(".")
-            base = stem.split("@", 1)[0]
-            parts = base.split("-")
-            dirs.update(f"{'-'.join(parts[:i])}-.{kind}.d" for i in range(1, len(parts)))
-            dirs.add(f"{kind}.d")
+        return (*found, *self._fifo_dropins(_dropin_dirs(names)))
+
+    def reload_hazards(self, loaded: Iterable[str]) -> tuple[str, ...]:
+        """FIFOs a daemon-reload would make PID 1 open: it reads again the fragment and the
+        drop-ins of every unit it has loaded, and blocks on a FIFO among them (tried)."""
+        names = set(loaded)
+        names |= {template_of(n) for n in names if is_instance(n)}
+        fragments = [
+            f"{d.path}/{n}"
+            for d, _, listed in self.dirs
+            for n in sorted(listed & names)
+            if self._is_fifo(f"{d.path}/{n}")
+        ]
+        return (*fragments, *self._fifo_dropins(_dropin_dirs(names)))
+
+    def _fifo_dropins(self, dirs: set[str]) -> list[str]:
+        found: list[str] = []
         for d, real, listed in self.dirs:
             for sub in sorted(dirs & listed):
                 try:
-                    confs = [c for c in os.listdir(f"{real}/{sub}") if c.endswith(".conf")]
+                    confs = sorted(c for c in os.listdir(f"{real}/{sub}") if c.endswith(".conf"))
                 except OSError:
                     continue
                 found.extend(
-                    f"{d.path}/{sub}/{c}"
-                    for c in sorted(confs)
-                    if self._is_fifo(f"{d.path}/{sub}/{c}")
+                    f"{d.path}/{sub}/{c}" for c in confs if self._is_fifo(f"{d.path}/{sub}/{c}")
                 )
-        return tuple(found)
+        return found
 
     def _is_fifo(self, inside: str) -> bool:
         final, exists = self.tree.chase(inside)

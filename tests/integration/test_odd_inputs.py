@@ -410,3 +410,36 @@ def test_metrics_that_cannot_be_written_are_one_clear_error(tmp_path: Path, wher
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip() == res.stderr.strip().splitlines()[0]  # one line
     assert f"cannot write metrics to {target}" in res.stderr, res.stderr
+
+
+def test_no_daemon_reload_while_a_loaded_unit_has_a_fifo_drop_in(live: Sandbox) -> None:
+    """systemd 252 reads every loaded unit's drop-ins again on daemon-reload and blocks on a
+    FIFO among them: masktool must not be the one to ask for that reload."""
+    top = live.root
+    for n in ("odd-r", "odd-s"):
+        _write(top / VENDOR / f"{n}.service", UNIT)
+    live.run(["systemctl", "daemon-reload"])
+    live.run(["systemctl", "start", "odd-r.service", "odd-s.service"])
+    fifo = top / ETC / "odd-s.service.d/zz.conf"
+    _fifo(fifo)
+    _write(top / "etc/masktool/test-r.yaml", "version: 1\nmask:\n  - unit: odd-r.service\n")
+    try:
+        res = subprocess.run(
+            [*live.nsenter_prefix(), MASKTOOL, "apply", "--policy", "/etc/masktool/test-r.yaml"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "daemon-reload not done" in res.stdout + res.stderr
+        assert "odd-s.service.d/zz.conf" in res.stdout + res.stderr
+        # PID 1 still answers.
+        state = live.run(["systemctl", "is-system-running"], check=False, timeout=10)
+        assert state.stdout.strip() in ("running", "degraded")
+    finally:
+        fifo.unlink()
+        (top / ETC / "odd-r.service").unlink(missing_ok=True)
+        (top / "etc/masktool/test-r.yaml").unlink()
+        live.run(["systemctl", "daemon-reload"])
+        live.run(["systemctl", "stop", "odd-r.service", "odd-s.service"])

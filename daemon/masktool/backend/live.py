@@ -10,6 +10,7 @@ from functools import partial
 
 from masktool.backend import ApplyResult, Change, displace_change, remove_masks
 from masktool.files import NotAMaskError, displace
+from masktool.observe import UnitTree
 from masktool.plan import Plan, Step, UnitPlan
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.tree import Tree
@@ -51,7 +52,9 @@ def apply_live(
         _batch(res, "enable", enable, systemd.enable)
 
     written = [u for s in (Step.UNMASK, Step.MASK, Step.MASK_RUNTIME) for u in by_step[s]]
-    if by_step[Step.RELOAD] or enable or _stale(systemd, written, res):
+    if (by_step[Step.RELOAD] or enable or _stale(systemd, written, res)) and _safe_to_reload(
+        systemd, res
+    ):
         try:
             systemd.reload()
             res.reloads += 1
@@ -72,6 +75,26 @@ def apply_live(
     if stopping:
         _wait_stopped(systemd, stopping, stop_timeout, res)
     return res
+
+
+def _safe_to_reload(systemd: Systemd, res: ApplyResult) -> bool:
+    """Whether a daemon-reload would not hang PID 1 on a FIFO among the files of a unit it has
+    loaded (systemd 252 blocks on it, and then answers nobody)."""
+    try:
+        loaded = [s.name for s in systemd.list_units()]
+    except SystemdError as e:
+        res.error("", f"reading loaded units before daemon-reload failed: {e}")
+        return False
+    fifos = UnitTree("/").reload_hazards(loaded)
+    if fifos:
+        res.error(
+            "",
+            f"daemon-reload not done: systemd would read {', '.join(fifos)}, "
+            f"{'a FIFO' if len(fifos) == 1 else 'FIFOs'}, and stop answering; remove "
+            f"{'it' if len(fifos) == 1 else 'them'}",
+        )
+        return False
+    return True
 
 
 def _units(ups: Sequence[UnitPlan]) -> list[str]:
