@@ -310,7 +310,8 @@ def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
     for e in writing:
         notes.append(
             f"{e.path} is an empty file that a process still has open for writing (a unit "
-            "file being written, or a mask being made); masktool looks again once it is closed"
+            "file being written, or a mask being made; or it is not root's, and masktool "
+            "cannot tell); masktool looks again once it is closed"
         )
     if ours:
         if state == State.UNMASKED:
