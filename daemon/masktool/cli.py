@@ -145,13 +145,15 @@ def os_error_text(e: OSError) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     root: str | None = getattr(args, "root", None)
-    if root is not None and not Path(root).is_dir():
-        raise UsageError(f"--root {root}: not a directory")
+    if root is not None and (not root or not Path(root).is_dir()):
+        raise UsageError(f"--root {shown(root)!r}: not a directory")
     if args.command == "daemon":
         # The daemon loads (and reloads) the policy itself: a bad one must not stop it.
         from masktool.daemon import run_daemon
 
         metrics = default_path() if args.metrics is None else args.metrics
+        if metrics == "":
+            raise UsageError("--metrics: the file name is empty (give a file, or 'none')")
         return run_daemon(tuple(args.policy), args.backstop, None if metrics == "none" else metrics)
     policy = load_policy(args.policy, root or "/")
     if args.command == "validate":
@@ -196,7 +198,7 @@ def _dispatch(
     p = _observe_plan(policy, root, systemd, index=index, deps_of_masked=show_all)
     if args.command == "check":
         _emit(args, plan_json("check", p, root), check_text(p))
-        if args.metrics:
+        if args.metrics is not None:
             text = render(samples(p.units), policy_ok=True, last_reconcile=time.time())
             try:
                 write_atomic(args.metrics, text)

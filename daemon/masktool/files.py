@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from masktool.tree import Tree, shown
 from masktool.units import SearchDir
 
 DISPLACED_DIR = "/var/lib/masktool/displaced"
+# How long a file renamed aside is watched for a writer that found it just before (seconds).
+_SETTLE = 0.05
 
 
 class NotAMaskError(Exception):
@@ -42,6 +45,25 @@ class BeingWrittenError(NotAMaskError):
 
 class ReplacedError(NotAMaskError):
     """The entry changed between the check and the removal; it was put back untouched."""
+
+
+@contextmanager
+def _naming(where: str) -> Iterator[None]:
+    """An error of the kernel's names a file relative to a directory fd ('x.service', or a
+    temporary name): say instead which file masktool was working on, and what a daemon without
+    capabilities cannot do."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or isinstance(e, NotAMaskError):
+            raise
+        hint = ""
+        if e.errno in (errno.EACCES, errno.EPERM):
+            hint = (
+                " (masktool.service runs with no capabilities: run `masktool apply` as root, "
+                "or fix the file's owner and mode)"
+            )
+        raise OSError(e.errno, f"{where}: {e.strerror}{hint}") from e
 
 
 def resolve_link(tree: Tree, inside: str, target: str) -> tuple[str, bool, bool]:
@@ -158,6 +180,11 @@ def _unlink_same(
     os.rename(name, tmp, src_dir_fd=dfd, dst_dir_fd=dfd)
     moved = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
     same = (moved.st_dev, moved.st_ino) == (expect.st_dev, expect.st_ino)
+    if same and lease_fd is not None:
+        # A process that looked the name up before the rename may be on its way to opening the
+        # file for writing; the lease makes it wait, and shows it, once it gets there. Give it
+        # time to get there: after the unlink it would write into a file nobody can see.
+        time.sleep(_SETTLE)
     if same and not _lease_broken(lease_fd):
         os.unlink(tmp, dir_fd=dfd)
         return
@@ -186,24 +213,29 @@ def remove_mask(tree: Tree, d: SearchDir, unit: str) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     try:
-        try:
-            st = os.stat(unit, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        if stat.S_ISLNK(st.st_mode):
-            if not _link_is_mask(tree, inside, dfd, unit):
-                raise NotAMaskError(f"{where} is a link that is not a mask; left as it is")
-            _unlink_same(dfd, unit, st, where)
-            return True
-        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-            with _read_lease(dfd, unit, st, where) as fd:
-                if os.fstat(fd).st_size != 0:
-                    raise NotAMaskError(f"{where} is no longer empty; left as it is")
-                _unlink_same(dfd, unit, st, where, lease_fd=fd)
-            return True
-        raise NotAMaskError(f"{where} is not a mask; masktool does not delete it")
+        with _naming(where):
+            return _remove_at(tree, dfd, unit, inside, where)
     finally:
         os.close(dfd)
+
+
+def _remove_at(tree: Tree, dfd: int, unit: str, inside: str, where: str) -> bool:
+    try:
+        st = os.stat(unit, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        if not _link_is_mask(tree, inside, dfd, unit):
+            raise NotAMaskError(f"{where} is a link that is not a mask; left as it is")
+        _unlink_same(dfd, unit, st, where)
+        return True
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        with _read_lease(dfd, unit, st, where) as fd:
+            if os.fstat(fd).st_size != 0:
+                raise NotAMaskError(f"{where} is no longer empty; left as it is")
+            _unlink_same(dfd, unit, st, where, lease_fd=fd)
+        return True
+    raise NotAMaskError(f"{where} is not a mask; masktool does not delete it")
 
 
 # -- moving a conflicting file aside (force) ---------------------------------------------------
@@ -259,7 +291,7 @@ def displace(tree: Tree, d: SearchDir, unit: str, stamp: str) -> Displaced:
     """
     inside = f"{d.path}/{unit}"
     where = tree.shown(inside)
-    with tree.dir(d.path) as sfd:
+    with tree.dir(d.path) as sfd, _naming(where):
         st = os.stat(unit, dir_fd=sfd, follow_symlinks=False)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
             raise NotAMaskError(f"{where} is neither a file nor a link; move it yourself")
@@ -267,18 +299,23 @@ def displace(tree: Tree, d: SearchDir, unit: str, stamp: str) -> Displaced:
             base = _make_private_dir(parent, DISPLACED_DIR.rsplit("/", 1)[1])
         try:
             ddir = _make_private_dir(base, stamp)
+            try:
+                copy_inside = f"{DISPLACED_DIR}/{stamp}/{unit}"
+                move = _Move(where, sfd, unit, st, ddir, copy_inside)
+                if stat.S_ISLNK(st.st_mode):
+                    note = _copy_and_remove(tree, move, None)
+                else:
+                    with _read_lease(sfd, unit, st, where) as src:
+                        note = _copy_and_remove(tree, move, src)
+            except BaseException:
+                # A directory per apply, left empty by a failure, only clutters.
+                with suppress(OSError):
+                    os.rmdir(stamp, dir_fd=base)
+                raise
+            finally:
+                os.close(ddir)
         finally:
             os.close(base)
-        copy_inside = f"{DISPLACED_DIR}/{stamp}/{unit}"
-        move = _Move(where, sfd, unit, st, ddir, copy_inside)
-        try:
-            if stat.S_ISLNK(st.st_mode):
-                note = _copy_and_remove(tree, move, None)
-            else:
-                with _read_lease(sfd, unit, st, where) as src:
-                    note = _copy_and_remove(tree, move, src)
-        finally:
-            os.close(ddir)
         _fsync_dir(sfd)
     return Displaced(copy_inside, note)
 
@@ -311,9 +348,13 @@ def _copy_and_remove(tree: Tree, m: _Move, src: int | None) -> str:
         raise
     try:
         _unlink_same(sfd, unit, st, m.where, lease_fd=src)
-    except NotAMaskError:
-        # The original stays where it was: a copy beside it would only confuse.
-        os.unlink(unit, dir_fd=ddir)
+    except BaseException:
+        # Where the original is still in its place, a copy would only pile up, one for every
+        # attempt: remove it. Where it is not, the copy is what there is: keep it.
+        with suppress(OSError):
+            now = os.stat(unit, dir_fd=sfd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(unit, dir_fd=ddir)
         raise
     return note
 
@@ -334,8 +375,9 @@ def _copy_regular(src: int, ddir: int, tmp: str, st: os.stat_result) -> str:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(out, view) :]
-        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        # The owner first: chown() clears set-user-ID and set-group-ID bits.
         note = _keep_owner_and_times(tmp, ddir, st, out)
+        os.fchmod(out, stat.S_IMODE(st.st_mode))
         os.fsync(out)
     finally:
         os.close(out)

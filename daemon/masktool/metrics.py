@@ -6,13 +6,16 @@ of it.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from masktool.plan import UnitPlan
+from masktool.tree import shown
 
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 TEXTFILE_NAME = "masktool.prom"
@@ -137,7 +140,23 @@ def render(
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write aside in the same directory, fsync, rename over: readers see old or new, whole."""
+    """Write aside in the same directory, fsync, rename over: readers see old or new, whole.
+
+    Only a regular file (or a new name) is replaced: renaming over /dev/null, a FIFO or a link
+    would replace what the name is, not write the metrics.
+    """
+    if not path:
+        raise OSError(errno.EINVAL, "the metrics file name is empty")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(
+                errno.EEXIST,
+                f"{shown(path)} exists and is not a regular file; give a file name for the metrics",
+            )
     directory = str(Path(path).parent)
     fd, tmp = tempfile.mkstemp(prefix=".masktool.", suffix=".prom.tmp", dir=directory)
     try:

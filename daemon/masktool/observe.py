@@ -120,8 +120,8 @@ class UnitObservation:
     live: LiveState | None = None
     instances: tuple[LiveState, ...] = ()  # for a template: instances systemd has loaded
     owned_instances: tuple[str, ...] = ()  # for a template: instances with files of their own
-    # FIFOs systemd would open while loading the unit: PID 1 blocks on them (systemd 252), so
-    # masktool never asks systemd about such a unit.
+    # FIFOs on the unit search path, when the unit would have to be loaded to ask systemd
+    # about it: PID 1 blocks on them (UnitTree.fifos), so masktool does not ask.
     hazards: tuple[str, ...] = ()
     dependents: tuple[DependentState, ...] = ()  # filled when observe() is asked for them
 
@@ -234,17 +234,13 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
     return Entry(d, name, EntryKind.BAD_LINK, final)
 
 
-def _dropin_dirs(names: Iterable[str]) -> set[str]:
-    """The drop-in directories systemd 252 reads for units of these names: NAME.d/, the
-    dash-prefix ones (foo-bar.service reads foo-.service.d/) and the type's (service.d/)."""
-    dirs: set[str] = set()
-    for n in names:
-        dirs.add(f"{n}.d")
-        stem, _, kind = n.rpartition(".")
-        parts = stem.split("@", 1)[0].split("-")
-        dirs.update(f"{'-'.join(parts[:i])}-.{kind}.d" for i in range(1, len(parts)))
-        dirs.add(f"{kind}.d")
-    return dirs
+def _may_be_fifo(path: str) -> bool:
+    """A cheap first look (lstat): a FIFO, or a link that may lead to one."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISLNK(mode)
 
 
 class UnitTree:
@@ -291,42 +287,29 @@ class UnitTree:
             if n.startswith(prefix) and n.endswith(suffix)
         }
 
-    def hazards(self, names: Sequence[str], entries: Iterable[Entry]) -> tuple[str, ...]:
-        """FIFOs among the files systemd reads to load a unit named `names` (the unit, its
-        aliases, its template): its fragment and its drop-ins. systemd 252 opens such a FIFO
-        and blocks: PID 1 stops answering until something writes to it."""
-        found = [
-            e.path
-            for e in entries
-            if e.kind in (EntryKind.OTHER, EntryKind.BAD_LINK) and self._is_fifo(e.path)
-        ]
-        return (*found, *self._fifo_dropins(_dropin_dirs(names)))
+    def fifos(self) -> tuple[str, ...]:
+        """FIFOs where systemd reads unit files: among the entries of the search path and the
+        `*.conf` of every drop-in directory (links followed inside the tree).
 
-    def reload_hazards(self, loaded: Iterable[str]) -> tuple[str, ...]:
-        """FIFOs a daemon-reload would make PID 1 open: it reads again the fragment and the
-        drop-ins of every unit it has loaded, and blocks on a FIFO among them (tried)."""
-        names = set(loaded)
-        names |= {template_of(n) for n in names if is_instance(n)}
-        fragments = [
-            f"{d.path}/{n}"
-            for d, _, listed in self.dirs
-            for n in sorted(listed & names)
-            if self._is_fifo(f"{d.path}/{n}")
-        ]
-        return (*fragments, *self._fifo_dropins(_dropin_dirs(names)))
-
-    def _fifo_dropins(self, dirs: set[str]) -> list[str]:
+        systemd 252 opens such a FIFO when it loads the unit it belongs to and blocks: PID 1
+        stops answering until something writes to it (tried: a FIFO drop-in, or a FIFO unit
+        file in /etc). Loading one unit loads its dependencies and reads its aliases'
+        drop-ins, and a daemon-reload reads every loaded unit again, so which load would
+        reach a FIFO cannot be told from the unit's name: while there is one, masktool asks
+        systemd to load nothing."""
         found: list[str] = []
         for d, real, listed in self.dirs:
-            for sub in sorted(dirs & listed):
-                try:
-                    confs = sorted(c for c in os.listdir(f"{real}/{sub}") if c.endswith(".conf"))
-                except OSError:
-                    continue
-                found.extend(
-                    f"{d.path}/{sub}/{c}" for c in confs if self._is_fifo(f"{d.path}/{sub}/{c}")
-                )
-        return found
+            for n in sorted(listed):
+                inside = f"{d.path}/{n}"
+                if n.endswith(".d"):
+                    try:
+                        confs = sorted(c for c in os.listdir(f"{real}/{n}") if c.endswith(".conf"))
+                    except OSError:
+                        continue
+                    found.extend(f"{inside}/{c}" for c in confs if self._is_fifo(f"{inside}/{c}"))
+                elif _may_be_fifo(f"{real}/{n}") and self._is_fifo(inside):
+                    found.append(inside)
+        return tuple(found)
 
     def _is_fifo(self, inside: str) -> bool:
         final, exists = self.tree.chase(inside)
@@ -366,7 +349,6 @@ class UnitTree:
                     if n != name and any(e.kind != EntryKind.MASK for e in self.entries(n))
                 )
             )
-        names = [name, *chain] + ([template_of(name)] if is_instance(name) else [])
         return UnitObservation(
             name=policy_name,
             unit=name,
@@ -374,7 +356,6 @@ class UnitTree:
             template_entries=template_entries,
             alias_chain=tuple(chain),
             owned_instances=owned,
-            hazards=self.hazards(names, (*entries, *template_entries)),
         )
 
 
@@ -427,13 +408,15 @@ def observe(
             o.unit
             for o in obs.values()
             if not is_template(o.unit)
-            and not o.hazards
             and o.unit not in in_memory
             and (o.mask_state() != State.UNMASKED or o.unit in wanted or o.name in wanted)
         }
     )
     live = dict(in_memory)
-    if ask:
+    fifos = tree.fifos() if ask else ()
+    if fifos:
+        obs = {n: replace(o, hazards=fifos) if o.unit in ask else o for n, o in obs.items()}
+    elif ask:
         live.update((s.name, s) for s in systemd.list_units_by_names(ask))
     out: dict[str, UnitObservation] = {}
     for n, o in obs.items():

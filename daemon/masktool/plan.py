@@ -101,27 +101,25 @@ def plan(
                     ),
                 )
             )
-        elif o.hazards:
-            units.append(
-                UnitPlan(
-                    r,
-                    o,
-                    o.mask_state(),
-                    False,
-                    notes=_alias_note(o),
-                    refusal=(
-                        f"{', '.join(o.hazards)} "
-                        f"{'is a FIFO' if len(o.hazards) == 1 else 'are FIFOs'}: systemd opens "
-                        f"it to load {o.unit} and stops answering (PID 1 blocks on it). "
-                        "masktool neither asks systemd about the unit nor changes it: remove it"
-                    ),
-                )
-            )
-        elif r.action == "mask":
-            units.append(_plan_mask(r, o, live, masked))
         else:
-            units.append(_plan_unmask(r, o, live))
+            up = _plan_mask(r, o, live, masked) if r.action == "mask" else _plan_unmask(r, o, live)
+            units.append(_unverifiable(up) if o.hazards else up)
     return Plan(mode=policy.mode, live=live, units=tuple(units))
+
+
+def _unverifiable(up: UnitPlan) -> UnitPlan:
+    """A unit systemd was not asked about (UnitTree.fifos): the files are still made right, but
+    only systemd could say the unit is, so it does not count as compliant."""
+    fifos = up.obs.hazards
+    note = (
+        f"systemd was not asked about {up.obs.unit}: {', '.join(fifos)} "
+        f"{'is a FIFO' if len(fifos) == 1 else 'are FIFOs'} on the unit search path, and "
+        "systemd blocks opening one when it loads the unit it belongs to (loading one unit "
+        "loads others, so PID 1 could stop answering). Remove "
+        f"{'it' if len(fifos) == 1 else 'them'}; until then the files are kept right, "
+        "unverified"
+    )
+    return replace(up, compliant=False, notes=(*up.notes, note))
 
 
 def _alias_note(o: UnitObservation) -> tuple[str, ...]:

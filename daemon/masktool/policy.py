@@ -365,7 +365,7 @@ class _Source:
     @property
     def shown(self) -> str:
         """The name in messages, in Location.file and in Policy.files."""
-        return _clean(self.name)
+        return shown(self.name)
 
     def include(self, ref: str) -> _Source:
         """The file a path include names: an absolute path is in this file's tree, a relative
@@ -392,21 +392,6 @@ def _why(e: OSError) -> str:
     if isinstance(e, UntrustedPathError) and ", not root" in text and "not owned" not in text:
         text = f"not owned by root: {text}"
     return " ".join(text.split())
-
-
-# Control characters (a newline or an escape sequence in a file name) written as \xNN: a
-# problem is one line, and printing it must not drive the terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-
-
-def _clean(text: str) -> str:
-    """Text safe to print and journal, on one line: undecodable bytes, lone surrogates and
-    control characters as escapes."""
-    try:
-        text = shown(text)
-    except UnicodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.translate(_CONTROL)
 
 
 def _lexists(tree: Tree, inside: str) -> bool:
@@ -732,7 +717,7 @@ def load_policy(policy_args: Sequence[str] = (), root: str = "/") -> Policy:
             note = _leads_to(main)
         problems.append((where, f"no policy file found; write one or pass --policy FILE{note}"))
     if problems:
-        raise PolicyError([(_clean(w), _clean(m)) for w, m in problems])
+        raise PolicyError([(shown(w), shown(m)) for w, m in problems])
     return merge(reader.contents)
 
 

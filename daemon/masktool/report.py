@@ -11,6 +11,7 @@ from masktool.backend import ApplyResult
 from masktool.observe import DependentState, UnitObservation
 from masktool.plan import Plan, UnitPlan
 from masktool.policy import Exemption, Policy, Rule
+from masktool.tree import shown
 from masktool.units import is_template
 
 JSON_VERSION = 1
@@ -47,7 +48,9 @@ def unit_json(u: UnitPlan) -> dict[str, Any]:
             {"unit": i.name, "load_state": i.load_state, "active_state": i.active_state}
             for i in o.instances
         ],
-        "entries": [{"path": e.path, "kind": e.kind.value, "target": e.target} for e in o.entries],
+        "entries": [
+            {"path": e.path, "kind": e.kind.value, "target": shown(e.target)} for e in o.entries
+        ],
         "rule": rule_json(u.rule),
         "actions": [{"step": a.step.value, "unit": a.unit, "detail": a.detail} for a in u.actions],
         "refusal": u.refusal,
@@ -57,7 +60,7 @@ def unit_json(u: UnitPlan) -> dict[str, Any]:
                 "unit": d.dep.dependent,
                 "kind": d.dep.kind,
                 "hard": d.dep.hard,
-                "source": d.dep.source,
+                "source": shown(d.dep.source),
                 "active": d.active,
                 "enabled": d.enabled,
             }
@@ -138,7 +141,7 @@ def dependents_text(u: UnitPlan, indent: str, soft_shown: int = 5) -> list[str]:
     def fmt(d: DependentState) -> str:
         state = [w for w, on in (("active", d.active), ("enabled", d.enabled)) if on]
         flags = f", {' and '.join(state)}" if state else ""
-        return f"{d.dep.dependent} ({d.dep.kind}{flags}) from {d.dep.source}"
+        return f"{d.dep.dependent} ({d.dep.kind}{flags}) from {shown(d.dep.source)}"
 
     strong = [d for d in u.obs.dependents if d.dep.hard or d.dep.kind == "Triggers"]
     soft = [d for d in u.obs.dependents if d not in strong]

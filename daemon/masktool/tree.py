@@ -25,13 +25,23 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+# Control characters (a newline or an escape sequence in a file name) written as \xNN: a
+# message is one line, and printing it must not drive the terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
 def shown(path: str) -> str:
-    """A path for messages and the journal: bytes that are not UTF-8 written as \\xNN.
+    """A path for messages, output and the journal: bytes that are not UTF-8 and control
+    characters written as \\xNN.
 
     File names are bytes; Python keeps undecodable ones as surrogates, which neither a UTF-8
-    terminal nor the journal accepts.
+    terminal nor the journal accepts, and a name may hold an escape sequence.
     """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    try:
+        text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a lone surrogate no file name decodes to (from a YAML \u escape)
+        text = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_CONTROL)
 
 
 class UntrustedPathError(PermissionError):

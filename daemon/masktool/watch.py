@@ -74,8 +74,9 @@ def _text(p: bytes | str) -> str:
 
 
 class _UnitDirHandler(FileSystemEventHandler):
-    def __init__(self, directory: str, sink: Sink) -> None:
-        self.directory = directory
+    def __init__(self, directory: str, real: str, sink: Sink) -> None:
+        self.directory = directory  # as the daemon names it
+        self.real = real  # where it really is, links resolved: what inotify reports
         self.sink = sink
 
     def dispatch(self, event: FileSystemEvent) -> None:
@@ -92,8 +93,8 @@ class _UnitDirHandler(FileSystemEventHandler):
 
     def _emit(self, path: str, kind: str, now: float) -> None:
         d, name = os.path.split(path)
-        if d == self.directory:
-            self.sink(UnitEvent(name, d, kind, now))
+        if d == self.real:
+            self.sink(UnitEvent(name, self.directory, kind, now))
 
 
 class _PolicyDirHandler(FileSystemEventHandler):
@@ -152,10 +153,14 @@ class Watcher:
 
     def start(self) -> None:
         obs = InotifyObserver()
+        # inotify watches what a path names without following a link (watchdog adds the watch
+        # with IN_DONT_FOLLOW): a /etc/systemd/system that is a link would be watched as the
+        # link, and report nothing. Watch the directory it leads to.
         for d in self.unit_dirs:
-            _schedule(obs, _UnitDirHandler(d, self.sink), d, _UNIT_EVENTS)
+            real = os.path.realpath(d)
+            _schedule(obs, _UnitDirHandler(d, real, self.sink), real, _UNIT_EVENTS)
         policy_handler = _PolicyDirHandler(self.sink)
-        for d in self.policy_dirs:
+        for d in dict.fromkeys(os.path.realpath(p) for p in self.policy_dirs):
             _schedule(obs, policy_handler, d, _POLICY_EVENTS)
         logging.getLogger("watchdog.observers.inotify_c").addHandler(self._log_handler)
         obs.daemon = True

@@ -169,7 +169,7 @@ def test_displace_refuses_a_file_being_written(tree: Tree) -> None:
             displace(tree, ETC_SEARCH_DIR, "a.service", "S")
         writer.write("ExecStart=/bin/true\n")
     assert path.read_text() == "[Service]\nExecStart=/bin/true\n"
-    assert os.listdir(tree.host("/var/lib/masktool/displaced/S")) == []
+    assert os.listdir(tree.host("/var/lib/masktool/displaced")) == []  # no copy, no empty dir
 
 
 def test_displace_refuses_what_is_neither_file_nor_link(tree: Tree) -> None:
@@ -213,3 +213,19 @@ def test_a_loop_of_links_is_an_error_not_a_hang(tmp_path: Path) -> None:
     with pytest.raises(OSError) as err:
         write_mask(Tree(str(tmp_path)), ETC_SEARCH_DIR, "a.service")
     assert err.value.errno == errno.ELOOP
+
+
+def test_displace_keeps_set_id_bits(tree: Tree) -> None:
+    path = etc(tree, "a.service")
+    path.write_text("[Service]\n")
+    os.chown(path, 1000, 1000)
+    path.chmod(0o6755)  # after chown, which clears them
+    moved = displace(tree, ETC_SEARCH_DIR, "a.service", "S")
+    assert Path(tree.host(moved.copy)).stat().st_mode & 0o7777 == 0o6755
+
+
+def test_shown_escapes_what_a_terminal_or_the_journal_must_not_get() -> None:
+    from masktool.tree import shown
+
+    assert shown(os.fsdecode(b"/a/\xff\x1b[31m.service\n")) == "/a/\\xff\\x1b[31m.service\\x0a"
+    assert shown("\ud800") == "\\ud800"

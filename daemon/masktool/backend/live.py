@@ -52,9 +52,7 @@ def apply_live(
         _batch(res, "enable", enable, systemd.enable)
 
     written = [u for s in (Step.UNMASK, Step.MASK, Step.MASK_RUNTIME) for u in by_step[s]]
-    if (by_step[Step.RELOAD] or enable or _stale(systemd, written, res)) and _safe_to_reload(
-        systemd, res
-    ):
+    if (by_step[Step.RELOAD] or enable or _stale(systemd, written, res)) and _safe_to_reload(res):
         try:
             systemd.reload()
             res.reloads += 1
@@ -77,15 +75,10 @@ def apply_live(
     return res
 
 
-def _safe_to_reload(systemd: Systemd, res: ApplyResult) -> bool:
-    """Whether a daemon-reload would not hang PID 1 on a FIFO among the files of a unit it has
-    loaded (systemd 252 blocks on it, and then answers nobody)."""
-    try:
-        loaded = [s.name for s in systemd.list_units()]
-    except SystemdError as e:
-        res.error("", f"reading loaded units before daemon-reload failed: {e}")
-        return False
-    fifos = UnitTree("/").reload_hazards(loaded)
+def _safe_to_reload(res: ApplyResult) -> bool:
+    """Whether a daemon-reload would not hang PID 1 on a FIFO among unit files: it reads every
+    loaded unit again, and whatever they now pull in (systemd 252 blocks on a FIFO)."""
+    fifos = UnitTree("/").fifos()
     if fifos:
         res.error(
             "",
