@@ -251,13 +251,23 @@ def _fsync_dir(dfd: int) -> None:
     os.fsync(dfd)
 
 
-def _make_private_dir(parent: int, name: str) -> int:
+def _make_private_dir(parent: int, name: str, shown_path: str) -> int:
     try:
         os.mkdir(name, 0o700, dir_fd=parent)
         _fsync_dir(parent)
     except FileExistsError:
         pass
-    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except OSError as e:
+        if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        # O_NOFOLLOW: a link here would be followed out of masktool's own directory.
+        raise NotAMaskError(
+            f"{shown_path} is not a directory; masktool keeps displaced files there: move "
+            "what is there away"
+        ) from None
 
 
 def _keep_owner_and_times(name: str, dfd: int, st: os.stat_result, fd: int | None) -> str:
@@ -296,9 +306,11 @@ def displace(tree: Tree, d: SearchDir, unit: str, stamp: str) -> Displaced:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
             raise NotAMaskError(f"{where} is neither a file nor a link; move it yourself")
         with tree.dir(DISPLACED_DIR.rsplit("/", 1)[0], create=True) as parent:
-            base = _make_private_dir(parent, DISPLACED_DIR.rsplit("/", 1)[1])
+            base = _make_private_dir(
+                parent, DISPLACED_DIR.rsplit("/", 1)[1], tree.shown(DISPLACED_DIR)
+            )
         try:
-            ddir = _make_private_dir(base, stamp)
+            ddir = _make_private_dir(base, stamp, tree.shown(f"{DISPLACED_DIR}/{stamp}"))
             try:
                 copy_inside = f"{DISPLACED_DIR}/{stamp}/{unit}"
                 move = _Move(where, sfd, unit, st, ddir, copy_inside)

@@ -121,6 +121,9 @@ class _Reader:
         if not isinstance(node, yaml.MappingNode):
             self.error(node, f"{what} must be a mapping (key: value)")
             return None
+        if node.tag != "tag:yaml.org,2002:map":
+            self.error(node, f"{what} has the tag '{node.tag}'; a policy uses no YAML tags")
+            return None
         allowed = list(allowed)
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
@@ -175,6 +178,9 @@ class _Reader:
             return []  # "mask:" with nothing under it
         if not isinstance(node, yaml.SequenceNode):
             self.error(node, f"'{key}' must be a list")
+            return []
+        if node.tag != "tag:yaml.org,2002:seq":
+            self.error(node, f"'{key}' has the tag '{node.tag}'; a policy uses no YAML tags")
             return []
         return list(node.value)
 

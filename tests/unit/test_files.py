@@ -229,3 +229,22 @@ def test_shown_escapes_what_a_terminal_or_the_journal_must_not_get() -> None:
 
     assert shown(os.fsdecode(b"/a/\xff\x1b[31m.service\n")) == "/a/\\xff\\x1b[31m.service\\x0a"
     assert shown("\ud800") == "\\ud800"
+
+
+@pytest.mark.parametrize("what", ["fifo", "file", "link"])
+def test_displace_into_a_displaced_that_is_no_directory_is_a_clear_error(
+    tree: Tree, what: str
+) -> None:
+    etc(tree, "a.service").write_text("[Service]\n")
+    displaced = Path(tree.host("/var/lib/masktool/displaced"))
+    displaced.parent.mkdir(parents=True)
+    if what == "fifo":
+        os.mkfifo(displaced)
+    elif what == "file":
+        displaced.write_text("x")
+    else:
+        displaced.symlink_to("/elsewhere")
+    with pytest.raises(NotAMaskError) as err:
+        displace(tree, ETC_SEARCH_DIR, "a.service", "S")
+    assert f"{displaced} is not a directory" in str(err.value)
+    assert etc(tree, "a.service").read_text() == "[Service]\n"
