@@ -60,6 +60,14 @@ sleep 0.2
 run systemctl show -p LoadState demo-ntp.service
 sleep 0.3
 
+step "An admin writing a unit file is never taken for a mask (cp and editors create it empty first)"
+# Opened for writing, empty for a second: an empty file is a mask, and the policy wants
+# demo-ntp unmasked, but masktool waits until the file is closed.
+run sh -c 'exec 3> /etc/systemd/system/demo-ntp.service; sleep 1; printf "[Unit]\nDescription=local ntp\n[Service]\nExecStart=/bin/sleep infinity\n" >&3'
+run cat /etc/systemd/system/demo-ntp.service
+run rm /etc/systemd/system/demo-ntp.service
+sleep 0.3
+
 step "The journal, explained by masktool's catalog: journalctl -xeu demo-telnetd.service"
 run journalctl -xe --no-pager -u demo-telnetd.service -t masktool -n 1
 step "The same entry's fields, for scripts and log shippers"
