@@ -75,18 +75,22 @@ def _trusted_owner(uid: int) -> bool:
     return uid in (0, os.geteuid())
 
 
-def check_trusted(path: str, st: os.stat_result) -> None:
-    """Refuse a policy file someone other than root could have written."""
+def check_trusted(path: str, st: os.stat_result, *, directory: bool = False) -> None:
+    """Refuse a policy file, or a directory on the way to one, that someone other than root
+    could have changed. A sticky directory others can write to (/tmp) is passed through: there
+    only an entry's owner can rename or remove it, and _check_entry checks the entry."""
+    label = f"directory {shown(path)}" if directory else shown(path)
     if not _trusted_owner(st.st_uid):
         raise UntrustedPathError(
             errno.EPERM,
-            f"{shown(path)} is owned by uid {st.st_uid}, not root; anyone owning it could "
+            f"{label} is owned by uid {st.st_uid}, not root; anyone owning it could "
             f"change masktool's policy: chown root {shown(path)}",
         )
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable and not (directory and st.st_mode & stat.S_ISVTX):
         raise UntrustedPathError(
             errno.EPERM,
-            f"{shown(path)} is writable by group or others (mode "
+            f"{label} is writable by group or others (mode "
             f"{stat.S_IMODE(st.st_mode):04o}); anyone in it could change masktool's policy: "
             f"chmod go-w {shown(path)}",
         )
@@ -178,7 +182,7 @@ class Tree:
         top_fd = os.open(self.top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         top_st = os.fstat(top_fd) if trust else None
         if top_st is not None:
-            _check_dir(self.top, top_st)
+            check_trusted(self.top, top_st, directory=True)
         stack: list[tuple[int, str, os.stat_result | None]] = [(top_fd, "", top_st)]
         parts = [p for p in inside.split("/") if p]
         parts.reverse()
@@ -242,7 +246,7 @@ class Tree:
                 dfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 dst = os.fstat(dfd) if trust else None
                 if dst is not None:
-                    _check_dir(self.host(here), dst)
+                    check_trusted(self.host(here), dst, directory=True)
                 stack.append((dfd, here, dst))
             if want_file:
                 raise IsADirectoryError(errno.EISDIR, f"{self.shown(inside)} is a directory")
@@ -285,22 +289,6 @@ class Tree:
             return b"".join(chunks), final
         finally:
             os.close(fd)
-
-
-def _check_dir(path: str, st: os.stat_result) -> None:
-    if not _trusted_owner(st.st_uid):
-        raise UntrustedPathError(
-            errno.EPERM,
-            f"directory {shown(path)} is owned by uid {st.st_uid}, not root; anyone owning it "
-            f"could change masktool's policy: chown root {shown(path)}",
-        )
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        raise UntrustedPathError(
-            errno.EPERM,
-            f"directory {shown(path)} is writable by group or others (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}); anyone in it could change masktool's policy: "
-            f"chmod go-w {shown(path)}",
-        )
 
 
 def _check_entry(path: str, st: os.stat_result, parent: os.stat_result) -> None:
