@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -147,13 +148,21 @@ def _run(args: argparse.Namespace) -> int:
     root: str | None = getattr(args, "root", None)
     if root is not None and (not root or not Path(root).is_dir()):
         raise UsageError(f"--root {shown(root)!r}: not a directory")
+    if root is not None and Path(root).samefile("/"):
+        # Offline on the running system would write links systemd is not told about, and
+        # report compliance from disk alone.
+        raise UsageError(
+            f"--root {shown(root)!r} is the running system: leave out --root to work on it "
+            "through systemd"
+        )
+    metrics = getattr(args, "metrics", None)
+    if metrics is not None and metrics != "none":
+        _check_metrics_path(metrics)
     if args.command == "daemon":
         # The daemon loads (and reloads) the policy itself: a bad one must not stop it.
         from masktool.daemon import run_daemon
 
         metrics = default_path() if args.metrics is None else args.metrics
-        if metrics == "":
-            raise UsageError("--metrics: the file name is empty (give a file, or 'none')")
         return run_daemon(tuple(args.policy), args.backstop, None if metrics == "none" else metrics)
     policy = load_policy(args.policy, root or "/")
     if args.command == "validate":
@@ -171,6 +180,30 @@ def _run(args: argparse.Namespace) -> int:
         ) from e
     with systemd, apply_lock() if args.command == "apply" else nullcontext():
         return _dispatch(args, policy, None, systemd)
+
+
+def _check_metrics_path(path: str) -> None:
+    """Refuse, before any work, a metrics file masktool must not write: only a `*.prom` name
+    (the only files node_exporter's textfile collector reads), in an existing directory, and
+    a regular file if it exists, which is then replaced."""
+    if not path.endswith(".prom") or path.rstrip("/").endswith("/.prom"):
+        raise UsageError(
+            f"--metrics {shown(path)!r}: the name must end in .prom (node_exporter reads only "
+            "those, and masktool replaces no other file)"
+        )
+    parent = str(Path(path).parent)
+    if not Path(parent).is_dir():
+        raise UsageError(
+            f"cannot write metrics to {shown(path)}: {shown(parent)} is not a directory"
+        )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(
+            f"cannot write metrics to {shown(path)}: it exists and is not a regular file"
+        )
 
 
 def _observe_plan(

@@ -44,6 +44,9 @@ def _read_unit_file(path: str) -> str | None:
     """The text of a regular file, or None for anything else: a FIFO, socket or device among
     the drop-ins is skipped (as systemd skips it) without blocking on it."""
     try:
+        # Not even opened unless a regular file: opening a device can have effects of its own.
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None

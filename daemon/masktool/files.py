@@ -154,6 +154,10 @@ def being_written(path: str) -> bool:
     """Whether the 0-byte regular file at `path` (a host path, links resolved) may still be
     written: some process has it open for writing, or masktool cannot tell (another owner)."""
     try:
+        # Only a regular file can be written into and then read by systemd as a unit; a
+        # device is not even opened.
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False  # gone, or not a file any more: the caller's next look decides
@@ -225,8 +229,16 @@ def _remove_at(tree: Tree, dfd: int, unit: str, inside: str, where: str) -> bool
     except FileNotFoundError:
         return False
     if stat.S_ISLNK(st.st_mode):
-        if not _link_is_mask(tree, inside, dfd, unit):
+        final, _, mask = resolve_link(tree, inside, os.readlink(unit, dir_fd=dfd))
+        if not mask:
             raise NotAMaskError(f"{where} is a link that is not a mask; left as it is")
+        if final != "/dev/null" and being_written(tree.host(final)):
+            # A link to an empty file that is still being written (`systemctl link` of a file
+            # being copied): the admin's link, not a mask yet.
+            raise BeingWrittenError(
+                f"{where} leads to {tree.shown(final)}, an empty file open for writing; "
+                "it is not a mask until that is closed"
+            )
         _unlink_same(dfd, unit, st, where)
         return True
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:

@@ -120,8 +120,8 @@ class UnitObservation:
     live: LiveState | None = None
     instances: tuple[LiveState, ...] = ()  # for a template: instances systemd has loaded
     owned_instances: tuple[str, ...] = ()  # for a template: instances with files of their own
-    # FIFOs on the unit search path, when the unit would have to be loaded to ask systemd
-    # about it: PID 1 blocks on them (UnitTree.fifos), so masktool does not ask.
+    # Files on the unit search path that PID 1 would block on (UnitTree.hazards), when the unit
+    # would have to be loaded to ask systemd about it: masktool does not ask.
     hazards: tuple[str, ...] = ()
     dependents: tuple[DependentState, ...] = ()  # filled when observe() is asked for them
 
@@ -217,7 +217,12 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
         return Entry(d, name, EntryKind.OTHER)
     final, exists, mask = resolve_link(tree, f"{d.path}/{name}", os.readlink(p))
     if mask:
-        return Entry(d, name, EntryKind.MASK, final)
+        # A link to an empty file (`systemctl link` of a file still being copied) is a mask
+        # only once that file has settled.
+        writing = (
+            d.scope != Scope.VENDOR and final != "/dev/null" and being_written(tree.host(final))
+        )
+        return Entry(d, name, EntryKind.MASK, final, writing=writing)
     if not exists:
         return Entry(d, name, EntryKind.DANGLING, final)
     try:
@@ -232,6 +237,16 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
     if unit_name_error(base) is None and unit_type(base) == unit_type(name):
         return Entry(d, name, EntryKind.ALIAS, final)
     return Entry(d, name, EntryKind.BAD_LINK, final)
+
+
+# Where the manager reads its own configuration on daemon-reload (systemd-system.conf(5)).
+MANAGER_CONF_DIRS = (
+    "/etc/systemd/system.conf.d",
+    "/run/systemd/system.conf.d",
+    "/usr/local/lib/systemd/system.conf.d",
+    "/usr/lib/systemd/system.conf.d",
+    "/lib/systemd/system.conf.d",
+)
 
 
 def _may_be_fifo(path: str) -> bool:
@@ -287,36 +302,66 @@ class UnitTree:
             if n.startswith(prefix) and n.endswith(suffix)
         }
 
-    def fifos(self) -> tuple[str, ...]:
-        """FIFOs where systemd reads unit files: among the entries of the search path and the
-        `*.conf` of every drop-in directory (links followed inside the tree).
+    def hazards(self, manager_config: bool = False) -> tuple[str, ...]:
+        """Files systemd would block on, or read without end, when it reads unit files: a FIFO
+        among the unit files, and among the drop-ins (`*.d/*.conf`) anything that is not a
+        regular file or /dev/null (a masked drop-in): a FIFO, /dev/zero, /dev/kmsg. Links are
+        followed inside the tree. Each is "PATH (why)", escaped for printing.
 
-        systemd 252 opens such a FIFO when it loads the unit it belongs to and blocks: PID 1
-        stops answering until something writes to it (tried: a FIFO drop-in, or a FIFO unit
-        file in /etc). Loading one unit loads its dependencies and reads its aliases'
-        drop-ins, and a daemon-reload reads every loaded unit again, so which load would
-        reach a FIFO cannot be told from the unit's name: while there is one, masktool asks
-        systemd to load nothing."""
+        systemd 252 opens such a file when it loads the unit it belongs to and PID 1 stops
+        answering (tried). Loading one unit loads its dependencies and reads its aliases'
+        drop-ins, enabling reads [Install] of the unit, its drop-ins and Also= units, and a
+        daemon-reload reads every loaded unit again and, with `manager_config`, the manager's
+        own system.conf and system.conf.d: which of them would reach such a file cannot be told
+        from a unit's name, so while there is one, masktool asks systemd for none of these."""
         found: list[str] = []
         for d, real, listed in self.dirs:
             for n in sorted(listed):
                 inside = f"{d.path}/{n}"
                 if n.endswith(".d"):
-                    try:
-                        confs = sorted(c for c in os.listdir(f"{real}/{n}") if c.endswith(".conf"))
-                    except OSError:
-                        continue
-                    found.extend(f"{inside}/{c}" for c in confs if self._is_fifo(f"{inside}/{c}"))
-                elif _may_be_fifo(f"{real}/{n}") and self._is_fifo(inside):
-                    found.append(inside)
+                    found.extend(self._dropin_hazards(inside, f"{real}/{n}"))
+                elif _may_be_fifo(f"{real}/{n}"):
+                    why = self._hazard(inside, dropin=False)
+                    if why:
+                        found.append(f"{shown(inside)} ({why})")
+        if manager_config:
+            why = self._hazard("/etc/systemd/system.conf", dropin=True)
+            if why:
+                found.append(f"/etc/systemd/system.conf ({why})")
+            for base in MANAGER_CONF_DIRS:
+                conf_dir = self.tree.real_dir(base)
+                if conf_dir is not None:
+                    found.extend(self._dropin_hazards(base, conf_dir))
         return tuple(found)
 
-    def _is_fifo(self, inside: str) -> bool:
-        final, exists = self.tree.chase(inside)
+    def _dropin_hazards(self, inside: str, real: str) -> list[str]:
         try:
-            return exists and stat.S_ISFIFO(os.lstat(self.tree.host(final)).st_mode)
+            confs = sorted(c for c in os.listdir(real) if c.endswith(".conf"))
         except OSError:
-            return False
+            return []
+        out = []
+        for c in confs:
+            why = self._hazard(f"{inside}/{c}", dropin=True)
+            if why:
+                out.append(f"{shown(f'{inside}/{c}')} ({why})")
+        return out
+
+    def _hazard(self, inside: str, *, dropin: bool) -> str:
+        """Why systemd would hang reading `inside`, or ""."""
+        final, exists = self.tree.chase(inside)
+        if not exists or final == "/dev/null":
+            return ""  # missing: skipped; /dev/null: a masked drop-in
+        try:
+            mode = os.lstat(self.tree.host(final)).st_mode
+        except OSError:
+            return ""
+        led = f"leads to {shown(final)}, " if final != inside else ""
+        if stat.S_ISFIFO(mode):
+            return f"{led}a FIFO"
+        # A unit file that is a character device is a mask, never read; a drop-in is read.
+        if dropin and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            return f"{led}a {'character' if stat.S_ISCHR(mode) else 'block'} device"
+        return ""
 
     def observe_files(self, policy_name: str) -> UnitObservation:
         name = policy_name
@@ -413,9 +458,9 @@ def observe(
         }
     )
     live = dict(in_memory)
-    fifos = tree.fifos() if ask else ()
-    if fifos:
-        obs = {n: replace(o, hazards=fifos) if o.unit in ask else o for n, o in obs.items()}
+    hazards = tree.hazards() if ask else ()
+    if hazards:
+        obs = {n: replace(o, hazards=hazards) if o.unit in ask else o for n, o in obs.items()}
     elif ask:
         live.update((s.name, s) for s in systemd.list_units_by_names(ask))
     out: dict[str, UnitObservation] = {}

@@ -108,15 +108,14 @@ def plan(
 
 
 def _unverifiable(up: UnitPlan) -> UnitPlan:
-    """A unit systemd was not asked about (UnitTree.fifos): the files are still made right, but
-    only systemd could say the unit is, so it does not count as compliant."""
-    fifos = up.obs.hazards
+    """A unit systemd was not asked about (UnitTree.hazards): the files are still made right,
+    but only systemd could say the unit is, so it does not count as compliant."""
+    found = up.obs.hazards
     note = (
-        f"systemd was not asked about {up.obs.unit}: {', '.join(fifos)} "
-        f"{'is a FIFO' if len(fifos) == 1 else 'are FIFOs'} on the unit search path, and "
-        "systemd blocks opening one when it loads the unit it belongs to (loading one unit "
-        "loads others, so PID 1 could stop answering). Remove "
-        f"{'it' if len(fifos) == 1 else 'them'}; until then the files are kept right, "
+        f"systemd was not asked about {up.obs.unit}: systemd would block reading "
+        f"{', '.join(found)} when it loads the unit it belongs to (loading one unit loads "
+        "others, so PID 1 could stop answering). Remove or fix "
+        f"{'it' if len(found) == 1 else 'them'}; until then the files are kept right, "
         "unverified"
     )
     return replace(up, compliant=False, notes=(*up.notes, note))

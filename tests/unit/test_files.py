@@ -248,3 +248,15 @@ def test_displace_into_a_displaced_that_is_no_directory_is_a_clear_error(
         displace(tree, ETC_SEARCH_DIR, "a.service", "S")
     assert f"{displaced} is not a directory" in str(err.value)
     assert etc(tree, "a.service").read_text() == "[Service]\n"
+
+
+def test_a_link_to_an_empty_file_being_written_is_not_removed(tree: Tree) -> None:
+    """`systemctl link` of a file still being copied: the admin's link, not a mask yet."""
+    target = Path(tree.host("/opt/app.service"))
+    target.parent.mkdir()
+    etc(tree, "app.service").symlink_to("/opt/app.service")
+    with target.open("w") as writer:
+        with pytest.raises(BeingWrittenError):
+            remove_mask(tree, ETC_SEARCH_DIR, "app.service")
+        writer.write("[Service]\n")
+    assert os.readlink(etc(tree, "app.service")) == "/opt/app.service"

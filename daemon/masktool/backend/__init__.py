@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -51,3 +52,12 @@ def remove_masks(tree: Tree, u: UnitPlan, res: ApplyResult) -> None:
                 res.changes.append(Change(unit, "unmask", f"removed {path}", path))
         except (OSError, NotAMaskError) as e:
             res.error(unit, f"unmask: {e}")
+
+
+def hazard_error(what: str, hazards: Sequence[str]) -> str:
+    """Why `what` was not asked of systemd: files it would block on (UnitTree.hazards)."""
+    one = len(hazards) == 1
+    return (
+        f"{what} not done: systemd would read {', '.join(hazards)} and stop answering; "
+        f"remove or fix {'it' if one else 'them'}"
+    )

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from masktool.backend import ApplyResult, Change, displace_change, remove_masks
+from masktool.backend import ApplyResult, Change, displace_change, hazard_error, remove_masks
 from masktool.files import NotAMaskError, displace
 from masktool.observe import UnitTree
 from masktool.plan import Plan, Step, UnitPlan
@@ -48,6 +48,12 @@ def apply_live(
         if names:
             _batch(res, step.value, names, partial(systemd.mask, runtime=runtime))
     enable = _units(by_step[Step.ENABLE])
+    # Enabling reads the units' [Install] sections, their drop-ins and their Also= units.
+    hazards = UnitTree("/").hazards() if enable else ()
+    if hazards:
+        for unit in enable:
+            res.error(unit, hazard_error("enable", hazards))
+        enable = []
     if enable:
         _batch(res, "enable", enable, systemd.enable)
 
@@ -76,16 +82,11 @@ def apply_live(
 
 
 def _safe_to_reload(res: ApplyResult) -> bool:
-    """Whether a daemon-reload would not hang PID 1 on a FIFO among unit files: it reads every
-    loaded unit again, and whatever they now pull in (systemd 252 blocks on a FIFO)."""
-    fifos = UnitTree("/").fifos()
-    if fifos:
-        res.error(
-            "",
-            f"daemon-reload not done: systemd would read {', '.join(fifos)}, "
-            f"{'a FIFO' if len(fifos) == 1 else 'FIFOs'}, and stop answering; remove "
-            f"{'it' if len(fifos) == 1 else 'them'}",
-        )
+    """Whether a daemon-reload would not hang PID 1: it reads every loaded unit again, what
+    they now pull in, and its own configuration (systemd 252 blocks on a FIFO there)."""
+    hazards = UnitTree("/").hazards(manager_config=True)
+    if hazards:
+        res.error("", hazard_error("daemon-reload", hazards))
         return False
     return True
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import subprocess
 
-from masktool.backend import ApplyResult, Change, displace_change, remove_masks
+from masktool.backend import ApplyResult, Change, displace_change, hazard_error, remove_masks
 from masktool.files import NotAMaskError, displace, write_mask
+from masktool.observe import UnitTree
 from masktool.plan import Plan, Step
 from masktool.tree import Tree
 from masktool.units import ETC_DIR, ETC_SEARCH_DIR, RUN_SEARCH_DIR
@@ -38,15 +39,26 @@ def apply_offline(plan: Plan, tree: Tree, stamp: str) -> ApplyResult:
             except (OSError, NotAMaskError) as e:
                 res.error(unit, f"{a.step.value}: {e}")
                 break  # the unit's later steps depend on this one
+    # systemctl --root would block reading a FIFO among them just as PID 1 does.
+    hazards = UnitTree(tree.top).hazards() if enable else ()
+    if hazards:
+        for unit in enable:
+            res.error(unit, hazard_error("enable", hazards))
+        enable = []
     if enable:
         # Enabling means reading [Install] sections and following Also=/Alias=: systemctl's own
         # offline implementation does exactly that.
-        proc = subprocess.run(
-            ["systemctl", f"--root={tree.top}", "enable", *enable],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                ["systemctl", f"--root={tree.top}", "enable", *enable],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+            )
+        except subprocess.TimeoutExpired:
+            res.error("", "systemctl --root enable did not finish within 120 s")
+            return res
         if proc.returncode != 0:
             res.error("", f"systemctl --root enable failed: {proc.stderr.strip()}")
         else:
