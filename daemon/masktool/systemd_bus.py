@@ -185,10 +185,6 @@ class Systemd:
         changes = self.call("MaskUnitFiles", b"asbb", [n.encode() for n in names], runtime, False)
         return _changes(changes)
 
-    def unmask(self, names: Sequence[str], runtime: bool) -> list[tuple[str, str, str]]:
-        changes = self.call("UnmaskUnitFiles", b"asb", [n.encode() for n in names], runtime)
-        return _changes(changes)
-
     def enable(self, names: Sequence[str]) -> list[tuple[str, str, str]]:
         reply = self.call("EnableUnitFiles", b"asbb", [n.encode() for n in names], False, False)
         return _changes(reply[1])
