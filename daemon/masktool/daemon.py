@@ -26,7 +26,7 @@ from masktool.backend import ApplyResult, Change
 from masktool.backend.live import apply_live
 from masktool.deps import DependencyIndex
 from masktool.engine import observe_and_plan
-from masktool.files import NotAMaskError, remove_mask, write_mask
+from masktool.files import TEMP_PREFIX, NotAMaskError, remove_mask, write_mask
 from masktool.journal import (
     Sender,
     apply_entries,
@@ -227,8 +227,8 @@ class Daemon:
 
     def _on_unit_event(self, ev: UnitEvent) -> None:
         path = f"{ev.directory}/{ev.name}"
-        if self._consume_expected(path, ev.kind, ev.at):
-            return  # a link PID 1 wrote or removed for us
+        if self._consume_expected(path, ev.kind, ev.at) or ev.name.startswith(TEMP_PREFIX):
+            return  # a link PID 1 wrote or removed for us, or masktool's own rename aside
         self._index = None  # any new, removed or rewritten entry may change a dependency
         units = self._names.get(ev.name, set())
         if not units and is_instance(ev.name):

@@ -31,6 +31,9 @@ from masktool.tree import Tree, shown
 from masktool.units import SearchDir
 
 DISPLACED_DIR = "/var/lib/masktool/displaced"
+# masktool's own temporary names in unit directories: hidden (systemd ignores them), short (a
+# unit name may use all of NAME_MAX).
+TEMP_PREFIX = ".masktool-"
 # How long a file renamed aside is watched for a writer that found it just before (seconds).
 _SETTLE = 0.05
 
@@ -180,7 +183,7 @@ def _unlink_same(
 ) -> None:
     """Remove `name` only if it is still the inode `expect`: rename it aside, compare, then
     unlink; anything else found is put back under its name."""
-    tmp = f".masktool-{secrets.token_hex(8)}"
+    tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     os.rename(name, tmp, src_dir_fd=dfd, dst_dir_fd=dfd)
     moved = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
     same = (moved.st_dev, moved.st_ino) == (expect.st_dev, expect.st_ino)
@@ -358,7 +361,7 @@ class _Move:
 
 def _copy_and_remove(tree: Tree, m: _Move, src: int | None) -> str:
     sfd, unit, st, ddir = m.sfd, m.unit, m.st, m.ddir
-    tmp = f".masktool-{secrets.token_hex(8)}"
+    tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     try:
         if src is None:
             os.symlink(os.readlink(unit, dir_fd=sfd), tmp, dir_fd=ddir)
