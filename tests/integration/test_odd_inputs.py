@@ -9,6 +9,7 @@ A run fails on a traceback, an exit code outside the contract (0 ok, 1 drift, 2 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -44,6 +45,7 @@ class Case:
     live: bool = True  # also safe to put into a booted system
     enforced: bool = True  # the daemon must still put a removed mask back
     says: str = ""  # what a live `check` after `apply` must say about it
+    journal: str = ""  # what the journal entry for odd-e's mask must carry as MASKTOOL_POLICY
 
 
 def _fifo(p: Path) -> None:
@@ -169,7 +171,7 @@ CASES = [
     Case(
         "huge-unit-file", lambda t: _write(t / VENDOR / "odd-big.service", "#" * (6 << 20) + "\n")
     ),
-    Case("non-utf8-names", _non_utf8_names),
+    Case("non-utf8-names", _non_utf8_names, journal="/etc/masktool/policy.d/20-\\xff.yaml:2"),
     Case(
         "search-dir-is-a-file",
         _search_dir_is_a_file,
@@ -372,6 +374,12 @@ def test_live_and_daemon(odd_live: tuple[Sandbox, Case]) -> None:
         _check(res, argv, case)
     # After apply, the check verifies with systemd: it must say why it does not ask.
     assert case.says in res.stdout.decode(), res.stdout.decode()
+    if case.journal:
+        out = sb.run(
+            ["journalctl", "--no-pager", "-o", "json", "MASKTOOL_UNIT=odd-e.service", "_UID=0"]
+        ).stdout
+        sent = [json.loads(line).get("MASKTOOL_POLICY") for line in out.splitlines()]
+        assert case.journal in sent, sent
     # The daemon over the same tree: it starts (READY=1 after a full reconcile: a hang would
     # time the start out), stays up, and puts a removed mask back.
     start = sb.run(["systemctl", "start", "masktool.service"], check=False, timeout=DEADLINE)
