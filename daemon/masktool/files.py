@@ -80,6 +80,14 @@ def resolve_link(tree: Tree, inside: str, target: str) -> tuple[str, bool, bool]
     final, exists = tree.chase(inside)
     if final == "/dev/null":
         return final, True, True
+    if final.startswith("/dev/") and not exists and not tree.is_host:
+        # An unbooted tree's /dev is usually empty until devtmpfs is mounted there at boot:
+        # judge a link into /dev that finds nothing in the tree by the device the running
+        # kernel has at that path, as systemctl --root unmask does (a link to /dev/zero masks).
+        try:
+            return final, True, stat.S_ISCHR(os.stat(final).st_mode)
+        except OSError:
+            return final, False, False
     if not exists:
         return final, False, False
     try:

@@ -260,3 +260,14 @@ def test_a_link_to_an_empty_file_being_written_is_not_removed(tree: Tree) -> Non
             remove_mask(tree, ETC_SEARCH_DIR, "app.service")
         writer.write("[Service]\n")
     assert os.readlink(etc(tree, "app.service")) == "/opt/app.service"
+
+
+def test_a_link_to_dev_zero_is_a_mask_in_an_unbooted_tree(tree: Tree) -> None:
+    """An unbooted tree's /dev is empty: a link into /dev is judged by the device the kernel
+    has there, as booted systemd will (a link to any character device masks)."""
+    etc(tree, "a.service").symlink_to("/dev/zero")
+    assert not write_mask(tree, ETC_SEARCH_DIR, "a.service")  # already masked
+    assert remove_mask(tree, ETC_SEARCH_DIR, "a.service")
+    etc(tree, "b.service").symlink_to("/dev/no-such-device")
+    with pytest.raises(NotAMaskError):
+        remove_mask(tree, ETC_SEARCH_DIR, "b.service")
