@@ -202,7 +202,6 @@ def _deliberate_tree(
         and path not in mine
         and theirs.get(path, "").startswith("-> ")
         and theirs.get(path) != "-> /dev/null"
-        and bool(unit["compliant"])
     ):
         return True
     # A runtime rule is met by a mask that outlives a reboot (in /etc, or a vendor mask):

@@ -138,12 +138,30 @@ class UnitObservation:
 
     @property
     def winner(self) -> Entry | None:
-        """The entry systemd loads: the unit's own first, else (for an instance) the template's."""
+        """The entry systemd loads: the unit's own first, else (for an instance) the template's.
+
+        An instance whose own entry only links to its template's file uses the template's
+        fragment, and the template's mask wins over it (tried: with t@.service masked in /etc
+        and /etc/.../t@1.service -> /usr/lib/.../t@.service, t@1 is LoadState=masked, though
+        `systemctl is-enabled t@1.service` says enabled: masktool goes by LoadState)."""
         if self.entries:
-            return self.entries[0]
+            first = self.entries[0]
+            if (
+                _links_to_template(first, self.unit)
+                and self.template_entries
+                and self.template_entries[0].kind == EntryKind.MASK
+            ):
+                return self.template_entries[0]
+            return first
         if self.template_entries:
             return self.template_entries[0]
         return None
+
+    @property
+    def masked_by_template(self) -> bool:
+        """The mask that wins is the template's: only changing the template would change it."""
+        w = self.winner
+        return w is not None and w.kind == EntryKind.MASK and w in self.template_entries
 
     @property
     def installed(self) -> bool:
@@ -180,6 +198,16 @@ class UnitObservation:
         if action == "mask" and self.conflict(runtime):
             return State.CONFLICT
         return self.mask_state()
+
+
+def _links_to_template(e: Entry, unit: str) -> bool:
+    """An instance's entry that is a link to its own template's file (`t@1.service ->
+    .../t@.service`): the instance's, not an alias, but it brings no fragment of its own."""
+    return (
+        e.kind == EntryKind.LINK
+        and is_instance(unit)
+        and e.target.rsplit("/", 1)[-1] == template_of(unit)
+    )
 
 
 def _outranks_etc(d: SearchDir) -> bool:
@@ -232,7 +260,9 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
     if not stat.S_ISREG(tst.st_mode):
         return Entry(d, name, EntryKind.BAD_LINK, final)
     base = final.rsplit("/", 1)[-1]
-    if base == name:
+    if base == name or (is_instance(name) and base == template_of(name)):
+        # An instance linked to its own template's file is the instance's link, not an
+        # alias: systemd resolves instances by name (systemctl enable makes such links).
         return Entry(d, name, EntryKind.LINK, final)
     if unit_name_error(base) is None and unit_type(base) == unit_type(name):
         return Entry(d, name, EntryKind.ALIAS, final)
@@ -382,7 +412,7 @@ class UnitTree:
             name = Path(entries[0].target).name
             entries = self.entries(name)
         template_entries: tuple[Entry, ...] = ()
-        if not entries and is_instance(name):
+        if is_instance(name) and all(_links_to_template(e, name) for e in entries):
             template_entries = self.entries(template_of(name))
         owned: tuple[str, ...] = ()
         if is_template(name):
@@ -391,7 +421,11 @@ class UnitTree:
                 sorted(
                     n
                     for n in self.names_matching(prefix + "@", suffix)
-                    if n != name and any(e.kind != EntryKind.MASK for e in self.entries(n))
+                    if n != name
+                    and any(
+                        e.kind != EntryKind.MASK and not _links_to_template(e, n)
+                        for e in self.entries(n)
+                    )
                 )
             )
         return UnitObservation(

@@ -292,8 +292,15 @@ def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
     state = o.mask_state()
     actions: list[Action] = []
     refusal = ""
-    if state == State.MASKED_VENDOR:
-        w = o.winner
+    w = o.winner
+    if o.masked_by_template and w is not None:
+        template = template_of(o.unit)
+        refusal = (
+            f"{o.unit} is masked by its template's mask at {w.path}: masktool does not change "
+            f"{template} for a rule about one instance (that would unmask every instance). "
+            f"Unmask {template} in the policy, or give {o.unit} a unit file of its own"
+        )
+    if state == State.MASKED_VENDOR and not refusal:
         where = w.path if w else "?"
         refusal = (
             f"masked at {where}, outside /etc and /run: masktool cannot remove it "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.integration.conftest import Host, wait_until
+from tests.integration.conftest import VENDOR_DIR, Host, wait_until
 
 
 def test_mask_running_unit_ends_masked_inactive_and_start_refused(host: Host) -> None:
@@ -366,3 +366,23 @@ def test_check_writes_a_metrics_textfile(host: Host) -> None:
     compliant = {s.labels["unit"]: s.value for s in fams["masktool_unit_compliant"].samples}
     assert compliant == {"t21.service": 0.0, "t21-gone.service": 1.0}
     assert "masktool_drift_fixed" not in fams  # a check has no counters
+
+
+def test_a_rule_about_one_instance_never_changes_the_template(host: Host) -> None:
+    """Booted: with the template masked, an instance linked to the template's file is
+    LoadState=masked; unmasking that instance must not remove the template's mask (it would
+    unmask every instance), and masktool says why it cannot."""
+    host.vendor_unit("ti@.service")
+    os.symlink("/dev/null", host.etc("ti@.service"))
+    os.symlink(f"{VENDOR_DIR}/ti@.service", host.etc("ti@1.service"))
+    host.systemctl("daemon-reload")
+    assert host.show("ti@1.service")["LoadState"] == "masked"
+    p = host.policy("ti", "version: 1\nunmask:\n  - ti@1.service\n  - ti@2.service\n")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 1, doc
+    assert os.readlink(host.etc("ti@.service")) == "/dev/null"
+    for name in ("ti@1.service", "ti@2.service"):
+        u = next(x for x in doc["after"]["units"] if x["unit"] == name)
+        assert "masked by its template's mask" in u["refusal"], u
+        assert not u["compliant"]
+        assert host.show(name)["LoadState"] == "masked"
