@@ -244,6 +244,14 @@ def _check(res: subprocess.CompletedProcess[bytes], argv: list[str], case: Case)
 COMMANDS = [["validate"], ["check"], ["plan"], ["why", "odd-a.service"], ["apply"], ["check"]]
 
 
+def _masktool(*argv: str, inside: Sandbox | None = None) -> subprocess.CompletedProcess[str]:
+    """masktool run on this host (or inside a booted sandbox), with a deadline: a hang fails."""
+    prefix = inside.nsenter_prefix() if inside is not None else []
+    return subprocess.run(
+        [*prefix, MASKTOOL, *argv], capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+
+
 def _snapshot(d: Path) -> list[tuple[str, int, int]]:
     return sorted(
         (str(p.relative_to(d)), p.lstat().st_ino, p.lstat().st_mtime_ns) for p in d.rglob("*")
@@ -305,13 +313,9 @@ def test_offline_never_leaves_the_tree(
     os.symlink(link, top / linked)
     before = _snapshot(outside)
     for argv in COMMANDS:
-        res = subprocess.run(
-            [MASKTOOL, *argv, "--root", str(top)],
-            capture_output=True,
-            timeout=DEADLINE,
-            check=False,
-        )
-        _check(res, argv, Case("escape", lambda t: None))
+        full = [MASKTOOL, *argv, "--root", str(top)]
+        raw = subprocess.run(full, capture_output=True, timeout=DEADLINE, check=False)
+        _check(raw, argv, Case("escape", lambda t: None))
     assert _snapshot(outside) == before
     assert (
         os.readlink(inside / "odd-b.service" if linked == ETC else top / ETC / "odd-b.service")
@@ -409,13 +413,7 @@ def test_displace_on_a_full_disk_leaves_the_original_and_no_partial_copy(tmp_pat
     full = top / "var/lib/masktool"
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tiny", str(full)], check=True)
     try:
-        res = subprocess.run(
-            [MASKTOOL, "apply", "--root", str(top)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-        )
+        res = _masktool("apply", "--root", str(top))
         assert res.returncode == 1, res.stdout + res.stderr
         assert "No space left on device" in res.stdout + res.stderr
         assert "Traceback" not in res.stderr
@@ -452,19 +450,8 @@ def test_metrics_that_cannot_be_written_are_one_clear_error(tmp_path: Path, wher
     os.mknod(tmp_path / "a-device.prom", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     _write(tmp_path / "policy.yaml", POLICY)
     before = _snapshot(tmp_path)
-    res = subprocess.run(
-        [
-            MASKTOOL,
-            "check",
-            "--root",
-            str(top),
-            "--metrics",
-            str(tmp_path / where) if where else "",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
+    res = _masktool(
+        "check", "--root", str(top), "--metrics", str(tmp_path / where) if where else ""
     )
     assert res.returncode == 2, res.stderr
     assert res.stdout == ""  # refused before any work
@@ -492,13 +479,7 @@ def test_displace_that_cannot_remove_the_original_leaves_no_copies(tmp_path: Pat
     )
     try:
         for _ in range(3):
-            res = subprocess.run(
-                [MASKTOOL, "apply", "--root", str(top)],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=DEADLINE,
-            )
+            res = _masktool("apply", "--root", str(top))
             assert res.returncode == 1, res.stdout + res.stderr
             assert "Traceback" not in res.stderr
             assert ".masktool-" not in res.stdout + res.stderr  # no internal names
@@ -517,13 +498,7 @@ def test_a_root_that_is_no_tree_is_a_usage_error(root: str) -> None:
     if os.geteuid() != 0:
         require_boot()
     for argv in COMMANDS:
-        res = subprocess.run(
-            [MASKTOOL, *argv, "--root", root],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-        )
+        res = _masktool(*argv, "--root", root)
         assert res.returncode == 2, (argv, res.stdout, res.stderr)
         assert "not a directory" in res.stderr or "is the running system" in res.stderr
 
@@ -574,19 +549,7 @@ def test_enable_and_reload_are_not_asked_while_systemd_would_hang(live: Sandbox)
         _fifo(f)
     try:
         for policy, said in (("test-en", "enable not done"), ("test-rl", "daemon-reload not done")):
-            res = subprocess.run(
-                [
-                    *live.nsenter_prefix(),
-                    MASKTOOL,
-                    "apply",
-                    "--policy",
-                    f"/etc/masktool/{policy}.yaml",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=DEADLINE,
-                check=False,
-            )
+            res = _masktool("apply", "--policy", f"/etc/masktool/{policy}.yaml", inside=live)
             assert res.returncode == 1, res.stdout + res.stderr
             assert said in res.stdout + res.stderr, res.stdout + res.stderr
             state = live.run(["systemctl", "is-system-running"], check=False, timeout=10)
@@ -601,13 +564,7 @@ def test_enable_and_reload_are_not_asked_while_systemd_would_hang(live: Sandbox)
             tree / "etc/masktool/policy.yaml",
             "version: 1\nunmask:\n  - unit: odd-en.service\n    enable: true\n",
         )
-        res = subprocess.run(
-            [MASKTOOL, "apply", "--root", str(tree)],
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-            check=False,
-        )
+        res = _masktool("apply", "--root", str(tree))
         assert res.returncode == 1 and "enable not done" in res.stdout + res.stderr, (
             res.stdout + res.stderr
         )
