@@ -164,7 +164,16 @@ def _refused_on_purpose(rule: Rule, unit: dict[str, object] | None) -> bool:
     # A vendor mask (/usr/lib, a generator) cannot be removed: systemctl unmask says nothing
     # and leaves it; masktool says so (exit 1).
     vendor_mask = rule.action == "unmask" and "outside /etc and /run" in refusal
-    return runtime_behind_etc or vendor_mask
+    # Two rules name one unit (one of them through an alias link in /etc) and disagree:
+    # masktool carries out neither; systemctl does both, the last one winning.
+    disagree = "but disagree; keep one" in refusal
+    # The mask that wins belongs to another unit: the template of an instance, or the unit an
+    # alias on the search path names (systemd resolves it by name). systemctl unmask of the
+    # name removes nothing and says nothing; the unit stays masked. masktool says so.
+    masked_elsewhere = rule.action == "unmask" and (
+        "resolves by name through" in refusal or "masked by its template's mask" in refusal
+    )
+    return runtime_behind_etc or vendor_mask or masked_elsewhere or disagree
 
 
 def _deliberate_tree(
@@ -176,16 +185,33 @@ def _deliberate_tree(
 ) -> bool:
     d, name = path.rsplit("/", 1)
     # An alias link in /etc is followed: the rule applies to the unit it names (systemctl mask
-    # of the alias name fails, "already exists"; masktool masks the unit the alias names).
+    # of the alias name fails, "already exists"; masktool masks the unit the alias names;
+    # systemctl --runtime mask writes a /run mask the /etc alias outranks, masktool masks the
+    # unit the alias names in /run).
     for r in rules:
         u = after.get(r.unit)
         if (
             u is not None
-            and r.action == "mask"
-            and u["unit"] == name != r.unit
-            and d == ETC
-            and mine.get(path) == "-> /dev/null"
-            and path not in theirs
+            and name in (u["unit"], r.unit)
+            and "but disagree; keep one" in str(u["refusal"])
+        ):
+            return True
+        if u is None or u["unit"] == r.unit:
+            continue
+        if r.action == "unmask":
+            # Unmasking the alias name unmasks the unit it names; systemctl unmask of the
+            # alias name leaves that unit masked (and so the alias).
+            if name == u["unit"] and path not in mine and theirs.get(path, "").startswith("-> "):
+                return True
+            continue
+        ours = f"{RUN if r.runtime else ETC}/{u['unit']}"
+        if path == ours and mine.get(path) == "-> /dev/null" and path not in theirs:
+            return True
+        if (
+            r.runtime
+            and path == f"{RUN}/{r.unit}"
+            and path not in mine
+            and theirs.get(path) == "-> /dev/null"
         ):
             return True
     rule = next((r for r in rules if r.unit == name), None)
@@ -283,7 +309,18 @@ def test_masktool_apply_root_equals_systemctl_root(
         for u in doc["after"]["units"]:
             if not u["compliant"]:
                 continue
-            said = _systemctl(mine, "is-enabled", u["policy_name"]).stdout.strip()
+            asked = _systemctl(mine, "is-enabled", u["policy_name"])
+            said = asked.stdout.strip()
+            if (
+                not said
+                and "Too many levels of symbolic links" in asked.stderr
+                and any(e["skipped"] for e in u["entries"])
+            ):
+                # A link to the unit's own name further down the search path: the loader
+                # skips it (LoadState comes from the entry below), install.c's is-enabled
+                # follows it and calls it a loop. masktool goes by LoadState: the booted
+                # sample (tests/integration/test_differential_booted.py) checks these.
+                continue
             if not said and any(
                 a.get(f"{d}/{u['unit']}", "").startswith("-> /dev/") for d in (ETC, RUN)
             ):

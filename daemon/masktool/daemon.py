@@ -460,6 +460,9 @@ class Daemon:
                 self._names.setdefault(n, set()).add(owner)
                 if u.rule.action == "mask":
                     self._mask_names.add(n)
+            # A change to the unit an alias or an instance resolves to changes its state too.
+            for n in u.obs.via:
+                self._names.setdefault(n, set()).add(owner)
             if u.refusal:
                 self._refused.add(u.rule.unit)
             else:

@@ -3,7 +3,8 @@ conflicting file aside (force). Every one of them works inside a Tree (the runni
 or --root DIR) through directory file descriptors, and re-checks on the very inode it acts on
 that what it removes is a settled mask:
 
-- a link is removed only when it resolves to a character device (/dev/null);
+- a link is removed only when it leaves the unit search path and resolves to a character
+  device (/dev/null) or an empty file;
 - a 0-byte regular file only when no process has it open for writing: `cp`, `>` and editors
   create the file empty and write it a moment later, and that moment must not cost the admin the
   file. A read lease (fcntl F_SETLEASE) can be taken only while nobody has the file open for
@@ -28,7 +29,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from masktool.tree import Tree, shown
-from masktool.units import SearchDir
+from masktool.units import SEARCH_PATH, SearchDir
 
 DISPLACED_DIR = "/var/lib/masktool/displaced"
 # masktool's own temporary names in unit directories: hidden (systemd ignores them), short (a
@@ -69,15 +70,63 @@ def _naming(where: str) -> Iterator[None]:
         raise OSError(e.errno, f"{where}: {e.strerror}{hint}") from e
 
 
-def resolve_link(tree: Tree, inside: str, target: str) -> tuple[str, bool, bool]:
+def search_prefixes(tree: Tree) -> tuple[str, ...]:
+    """The unit search path as systemd's loader matches link targets against it: each
+    directory as named and as its links resolve inside the tree (unit_file_build_name_map()'s
+    expanded search path, so a linked /lib or /etc/systemd/system still counts)."""
+    out: list[str] = []
+    for d in SEARCH_PATH:
+        final, exists = tree.chase(d.path)
+        for p in (d.path, final) if exists else (d.path,):
+            if p not in out:
+                out.append(p)
+    return tuple(out)
+
+
+def link_hop(tree: Tree, inside: str, target: str) -> str:
+    """Where systemd's unit loader takes the link at `inside` to point: its target made
+    absolute (relative to the link's directory, inside the tree), with links among the
+    directories on the way followed and `.` and `..` resolved, the last component not followed
+    (chase() with CHASE_NOFOLLOW | CHASE_NONEXISTENT)."""
+    if not target.startswith("/"):
+        target = inside.rsplit("/", 1)[0] + "/" + target
+    parts = [p for p in target.split("/") if p and p != "."]
+    if not parts or parts[-1] == "..":
+        return tree.chase("/" + "/".join(parts))[0]
+    parent = tree.chase("/" + "/".join(parts[:-1]))[0]
+    return parent.rstrip("/") + "/" + parts[-1]
+
+
+def alias_target(hop: str, prefixes: tuple[str, ...]) -> str | None:
+    """The unit name a link whose first hop is `hop` names, when that hop lies inside the unit
+    search path: systemd then resolves the link by that name, not by the file it reaches
+    (an alias). None for a link out of the search path (a linked unit file, or a mask)."""
+    for p in prefixes:
+        if hop.startswith(p + "/"):
+            return hop.rsplit("/", 1)[1]
+    return None
+
+
+def resolve_link(
+    tree: Tree, inside: str, target: str, prefixes: tuple[str, ...] | None = None
+) -> tuple[str, bool, bool]:
     """Where the link at `inside` (whose own target is `target`) ends inside the tree: (the
-    final path, whether it exists, whether the link is a mask). A link is a mask when it
-    resolves to /dev/null, to any other character device, or to a 0-byte regular file:
-    systemd's null_or_empty_path(). systemd compares the resolved path with /dev/null first,
-    so under --root a mask is a mask even when DIR/dev/null does not exist."""
+    final path, whether it exists, whether the link is a mask).
+
+    A link is a mask when its first hop leaves the unit search path and it resolves to
+    /dev/null, to any other character device, or to a 0-byte regular file: systemd's
+    null_or_empty_path() on a linked unit file. A link whose first hop stays on the search path
+    is resolved by unit name (an alias, or a link to the same unit's file lower down, which the
+    loader skips): it is no mask of its own, whatever it reaches. systemd compares the
+    resolved path with /dev/null first, so under --root a mask is a mask even when
+    DIR/dev/null does not exist."""
     if target == "/dev/null":
         return "/dev/null", True, True  # by far the most common mask
+    if prefixes is None:
+        prefixes = search_prefixes(tree)
     final, exists = tree.chase(inside)
+    if alias_target(link_hop(tree, inside, target), prefixes) is not None:
+        return final, exists, False
     if final == "/dev/null":
         return final, True, True
     if final.startswith("/dev/") and not exists and not tree.is_host:

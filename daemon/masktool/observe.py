@@ -12,35 +12,37 @@ import stat
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from pathlib import Path
 from typing import Protocol
 
 from masktool.deps import Dependency, DependencyIndex, merge
-from masktool.files import being_written, resolve_link
+from masktool.files import alias_target, being_written, link_hop, resolve_link, search_prefixes
 from masktool.tree import Tree, shown
 from masktool.units import (
     ETC_DIR,
+    FOLLOW_MAX,
     RUN_DIR,
     SEARCH_PATH,
     Scope,
     SearchDir,
+    alias_allowed,
     is_instance,
     is_template,
     template_of,
-    unit_name_error,
-    unit_type,
 )
 
 
 class EntryKind(Enum):
-    MASK = "mask"  # link resolving to a character device (/dev/null), or a 0-byte file
+    MASK = "mask"  # link out of the search path to a character device or empty file; 0-byte file
     UNIT_FILE = "unit-file"  # a non-empty regular file
-    LINK = "link"  # link to a unit file of the same name (systemctl link)
-    ALIAS = "alias"  # link to a unit file of another name
-    DANGLING = "dangling-link"  # systemd: not-found, and it hides the files below it
+    # A link to a unit file out of the search path (systemctl link), or to the unit's own name
+    # further down the search path (which the loader skips), or an instance's link to its own
+    # template's file (resolved by the template's name).
+    LINK = "link"
+    ALIAS = "alias"  # link into the search path to another unit's name: resolved by that name
+    DANGLING = "dangling-link"  # out of the search path to nothing: not-found, hides what is below
     BAD_LINK = "bad-link"  # link to a block device, a directory, ...: bad-setting
-    DEVICE_NODE = "device-node"  # a device node itself: not a mask
-    OTHER = "other"  # a directory or socket where a unit file would be
+    DEVICE_NODE = "device-node"  # a device node itself: the loader skips it; not a mask
+    OTHER = "other"  # a directory, socket or FIFO where a unit file would be: skipped too
 
 
 class State(Enum):
@@ -60,6 +62,18 @@ class Entry:
     # A 0-byte file that some process still has open for writing: `cp` or an editor creating
     # a unit file. systemd would read it as a mask now, but it is not one masktool may remove.
     writing: bool = False
+    # For a link into the unit search path: the unit name systemd resolves it by (an alias,
+    # or an instance's link to its template). Empty for files and links out of the path.
+    alias_of: str = ""
+    # A link systemd's loader skips, so that what lies below it counts: one to the unit's own
+    # name (a "self-alias"), or one it does not accept as an alias (another type, say).
+    ignored: bool = False
+
+    @property
+    def skipped(self) -> bool:
+        """The unit loader passes over this entry (it reads only files and links, tried on
+        systemd 252: a directory, device node or socket at a unit's name hides nothing)."""
+        return self.ignored or self.kind in (EntryKind.DEVICE_NODE, EntryKind.OTHER)
 
     @property
     def path(self) -> str:
@@ -69,11 +83,19 @@ class Entry:
         what = {
             EntryKind.MASK: "an empty file being written" if self.writing else "a mask",
             EntryKind.UNIT_FILE: "a unit file",
-            EntryKind.LINK: f"a link to the unit file {shown(self.target)}",
-            EntryKind.ALIAS: f"an alias of {shown(Path(self.target).name)}",
+            EntryKind.LINK: (
+                f"a link to {shown(self.target)}, the same unit further down the search path "
+                "(systemd skips such a link)"
+                if self.ignored
+                else f"a link to the unit file {shown(self.target)}"
+            ),
+            EntryKind.ALIAS: f"an alias of {shown(self.alias_of)}",
             EntryKind.DANGLING: f"a dangling link to {shown(self.target)}",
             EntryKind.BAD_LINK: (
-                f"a link to {shown(self.target)}, which is not a unit file or a mask"
+                f"a link to {shown(self.target)}, which systemd does not take as an alias of "
+                f"{shown(self.name)} and skips"
+                if self.ignored
+                else f"a link to {shown(self.target)}, which is not a unit file or a mask"
             ),
             EntryKind.DEVICE_NODE: "a device node",
             EntryKind.OTHER: "neither a unit file nor a mask",
@@ -113,10 +135,18 @@ class DependentState:
 @dataclass(frozen=True)
 class UnitObservation:
     name: str  # as the policy names it
-    unit: str  # the unit it resolves to (differs for an alias)
+    unit: str  # the unit it resolves to (differs for an alias link in /etc)
     entries: tuple[Entry, ...]  # the unit's own entries, highest precedence first
-    template_entries: tuple[Entry, ...] = ()  # for an instance: its template's entries
-    alias_chain: tuple[str, ...] = ()  # names followed to reach `unit`
+    alias_chain: tuple[str, ...] = ()  # names followed to reach `unit` (alias links in /etc)
+    # Masks in /run at the names of alias_chain, which their /etc alias outranks: an unmask
+    # removes them too (as `systemctl unmask` of that name would), so they cannot take effect
+    # once the alias is gone.
+    chain_masks: tuple[Entry, ...] = ()
+    # Where systemd's loader goes on from `unit` by name: through an alias on the search path,
+    # or (an instance with no file of its own, or only a link to its template) to the template,
+    # and which entry it takes the unit from there (None: not found, or a loop).
+    via: tuple[str, ...] = ()
+    via_entry: Entry | None = None
     live: LiveState | None = None
     instances: tuple[LiveState, ...] = ()  # for a template: instances systemd has loaded
     owned_instances: tuple[str, ...] = ()  # for a template: instances with files of their own
@@ -137,31 +167,55 @@ class UnitObservation:
         return self.entry_in(RUN_DIR)
 
     @property
-    def winner(self) -> Entry | None:
-        """The entry systemd loads: the unit's own first, else (for an instance) the template's.
+    def own(self) -> Entry | None:
+        """The unit's own entry the loader takes: the first one it does not skip."""
+        return next((e for e in self.entries if not e.skipped), None)
 
-        An instance whose own entry only links to its template's file uses the template's
-        fragment, and the template's mask wins over it (tried: with t@.service masked in /etc
-        and /etc/.../t@1.service -> /usr/lib/.../t@.service, t@1 is LoadState=masked, though
-        `systemctl is-enabled t@1.service` says enabled: masktool goes by LoadState)."""
-        if self.entries:
-            first = self.entries[0]
-            if (
-                _links_to_template(first, self.unit)
-                and self.template_entries
-                and self.template_entries[0].kind == EntryKind.MASK
-            ):
-                return self.template_entries[0]
-            return first
-        if self.template_entries:
-            return self.template_entries[0]
-        return None
+    @property
+    def winner(self) -> Entry | None:
+        """The entry systemd loads the unit from, found the way its loader finds it
+        (unit_file_build_name_map and unit_ids_map_get in systemd 252): the first of the unit's
+        own entries it does not skip; a link into the search path is resolved by the name it
+        names, not by the file it reaches; an instance with no entry of its own goes to its
+        template. Tried booted: with al.socket -> c.socket in /usr/lib and c.socket masked in
+        /etc, al.socket is LoadState=masked; with t@.service masked and
+        /etc/.../t@1.service -> /usr/lib/.../t@.service, t@1 is masked too (though
+        `systemctl is-enabled` says enabled: masktool goes by LoadState)."""
+        return self.via_entry if self.via else self.own
+
+    @property
+    def masked_elsewhere(self) -> bool:
+        """The mask that wins belongs to another name (the template, or the unit an alias
+        names): only changing that unit's files would change it."""
+        w = self.winner
+        return bool(self.via) and w is not None and w.kind == EntryKind.MASK
 
     @property
     def masked_by_template(self) -> bool:
-        """The mask that wins is the template's: only changing the template would change it."""
+        return self.masked_elsewhere and self.via[0] == template_of(self.unit) != self.unit
+
+    @property
+    def live_name(self) -> str:
+        """The name systemd reports the unit under (its Id): the unit an alias on the search
+        path resolves to; an instance keeps its own name."""
         w = self.winner
-        return w is not None and w.kind == EntryKind.MASK and w in self.template_entries
+        if self.via and w is not None and not is_template(w.name):
+            return w.name
+        return self.unit
+
+    @property
+    def load_state_on_disk(self) -> str:
+        """The LoadState systemd would give the unit from these files: "masked", "loaded",
+        "not-found", or "bad" (LoadState=error or bad-setting: a link to a directory or a block
+        device). "loaded" says only that a unit file is found, not that it parses."""
+        w = self.winner
+        if w is None or w.kind == EntryKind.DANGLING:
+            return "not-found"
+        if w.kind == EntryKind.MASK:
+            return "masked"
+        if w.kind == EntryKind.BAD_LINK:
+            return "bad"
+        return "loaded"
 
     @property
     def installed(self) -> bool:
@@ -179,19 +233,29 @@ class UnitObservation:
             Scope.VENDOR: State.MASKED_VENDOR,
         }[w.dir.scope]
 
+    @property
+    def masked_here(self) -> bool:
+        """Masked by a mask at the unit's own name (in any directory)."""
+        return self.mask_state() != State.UNMASKED and not self.masked_elsewhere
+
     def conflict(self, runtime: bool) -> str | None:
         """What prevents masktool from masking this unit, or None."""
         etc = self.etc
-        if etc is not None and etc.kind != EntryKind.MASK:
-            if runtime and etc.kind in (EntryKind.UNIT_FILE, EntryKind.LINK):
+        etc_mask = etc is not None and etc.kind == EntryKind.MASK
+        if etc is not None and not etc_mask:
+            if not runtime:
+                return f"{etc.describe()}; masktool does not delete or overwrite it"
+            if not etc.skipped:
                 return f"{etc.describe()}, which beats a mask in {RUN_DIR}"
-            return f"{etc.describe()}; masktool does not delete or overwrite it"
-        run = self.run
-        if runtime and etc is None and run is not None and run.kind != EntryKind.MASK:
-            return f"{run.describe()}; masktool does not delete or overwrite it"
-        w = self.winner
-        if w is not None and w.kind != EntryKind.MASK and _outranks_etc(w.dir):
-            return f"{w.describe()}, which outranks a mask in {ETC_DIR}"
+        where = ETC_DIR
+        if runtime and not etc_mask:
+            where = RUN_DIR
+            run = self.run
+            if run is not None and run.kind != EntryKind.MASK:
+                return f"{run.describe()}; masktool does not delete or overwrite it"
+        own = self.own
+        if own is not None and own.kind != EntryKind.MASK and _outranks(own.dir, where):
+            return f"{own.describe()}, which outranks a mask in {where}"
         return None
 
     def state_for(self, action: str, runtime: bool = False) -> State:
@@ -200,29 +264,25 @@ class UnitObservation:
         return self.mask_state()
 
 
-def _links_to_template(e: Entry, unit: str) -> bool:
-    """An instance's entry that is a link to its own template's file (`t@1.service ->
-    .../t@.service`): the instance's, not an alias, but it brings no fragment of its own."""
-    return (
-        e.kind == EntryKind.LINK
-        and is_instance(unit)
-        and e.target.rsplit("/", 1)[-1] == template_of(unit)
-    )
-
-
-def _outranks_etc(d: SearchDir) -> bool:
+def _outranks(d: SearchDir, than: str) -> bool:
     order = [s.path for s in SEARCH_PATH]
-    return order.index(d.path) < order.index(ETC_DIR)
+    return order.index(d.path) < order.index(than)
 
 
 # -- the files --------------------------------------------------------------------------------
 
 
-def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -> Entry | None:
+def classify(
+    tree: Tree,
+    d: SearchDir,
+    name: str,
+    real_dir: str | None = None,
+    prefixes: tuple[str, ...] | None = None,
+) -> Entry | None:
     """The entry for `name` in directory `d` of the tree, classified; None if there is none.
 
-    `real_dir` is the directory's host path with links resolved inside the tree (UnitTree
-    resolves each search directory once)."""
+    `real_dir` is the directory's host path with links resolved inside the tree, `prefixes`
+    the search path as the loader matches links against it (UnitTree works both out once)."""
     if real_dir is None:
         real_dir = tree.real_dir(d.path)
         if real_dir is None:
@@ -243,7 +303,26 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             return Entry(d, name, EntryKind.DEVICE_NODE)
         return Entry(d, name, EntryKind.OTHER)
-    final, exists, mask = resolve_link(tree, f"{d.path}/{name}", os.readlink(p))
+    if prefixes is None:
+        prefixes = search_prefixes(tree)
+    inside = f"{d.path}/{name}"
+    target = os.readlink(p)
+    hop = link_hop(tree, inside, target)
+    named = alias_target(hop, prefixes)
+    if named is not None:
+        # Into the search path: systemd resolves the link by the name it names (tried: with
+        # /run/.../b.service -> /usr/lib/.../a.service and a.service masked in /etc, b.service
+        # is masked, whatever /usr/lib/.../a.service holds).
+        if named == name:
+            return Entry(d, name, EntryKind.LINK, hop, ignored=True)
+        if not alias_allowed(name, named):
+            return Entry(d, name, EntryKind.BAD_LINK, hop, ignored=True)
+        if is_instance(name) and named == template_of(name):
+            # An instance linked to its own template's file (systemctl enable makes these):
+            # the instance's own link, loaded from the template, never an alias to follow.
+            return Entry(d, name, EntryKind.LINK, hop, alias_of=named)
+        return Entry(d, name, EntryKind.ALIAS, hop, alias_of=named)
+    final, exists, mask = resolve_link(tree, inside, target, prefixes)
     if mask:
         # A link to an empty file (`systemctl link` of a file still being copied) is a mask
         # only once that file has settled.
@@ -259,14 +338,9 @@ def classify(tree: Tree, d: SearchDir, name: str, real_dir: str | None = None) -
         return Entry(d, name, EntryKind.DANGLING, final)
     if not stat.S_ISREG(tst.st_mode):
         return Entry(d, name, EntryKind.BAD_LINK, final)
-    base = final.rsplit("/", 1)[-1]
-    if base == name or (is_instance(name) and base == template_of(name)):
-        # An instance linked to its own template's file is the instance's link, not an
-        # alias: systemd resolves instances by name (systemctl enable makes such links).
-        return Entry(d, name, EntryKind.LINK, final)
-    if unit_name_error(base) is None and unit_type(base) == unit_type(name):
-        return Entry(d, name, EntryKind.ALIAS, final)
-    return Entry(d, name, EntryKind.BAD_LINK, final)
+    # Out of the search path to a unit file, whatever its name: a linked unit file, loaded
+    # under the link's own name.
+    return Entry(d, name, EntryKind.LINK, final)
 
 
 # Where the manager reads its own configuration on daemon-reload (systemd-system.conf(5)).
@@ -299,6 +373,8 @@ class UnitTree:
         # Search directories that exist but cannot be listed: "path: why". systemd skips them
         # too (with a warning); masktool reports them.
         self.problems: list[str] = []
+        self.prefixes = search_prefixes(self.tree)
+        self._entries: dict[str, tuple[Entry, ...]] = {}
         seen: set[tuple[int, int]] = set()
         for d in SEARCH_PATH:
             real = self.tree.real_dir(d.path)
@@ -316,13 +392,39 @@ class UnitTree:
             self.dirs.append((d, real, names))
 
     def entries(self, name: str) -> tuple[Entry, ...]:
+        cached = self._entries.get(name)
+        if cached is not None:
+            return cached
         found = []
         for d, real, names in self.dirs:
             if name in names:
-                e = classify(self.tree, d, name, real)
+                e = classify(self.tree, d, name, real, self.prefixes)
                 if e is not None:
                     found.append(e)
-        return tuple(found)
+        self._entries[name] = tuple(found)
+        return self._entries[name]
+
+    def own_entry(self, name: str) -> Entry | None:
+        """The first of `name`'s entries the loader does not skip."""
+        return next((e for e in self.entries(name) if not e.skipped), None)
+
+    def resolve(self, name: str) -> tuple[tuple[str, ...], Entry | None]:
+        """How systemd's loader goes on from `name`'s own entries: the names it goes through by
+        name (an alias, an instance's template) and the entry it takes the unit from; None
+        when that is nothing, or a loop (LoadState=not-found, tried)."""
+        via: list[str] = []
+        n = name
+        for _ in range(FOLLOW_MAX):
+            e = self.own_entry(n)
+            if e is None and is_instance(n):
+                n = template_of(n)
+                via.append(n)
+                e = self.own_entry(n)
+            if e is None or not e.alias_of:
+                return tuple(via), e
+            n = e.alias_of
+            via.append(n)
+        return tuple(via), None
 
     def names_matching(self, prefix: str, suffix: str) -> set[str]:
         return {
@@ -396,24 +498,30 @@ class UnitTree:
     def observe_files(self, policy_name: str) -> UnitObservation:
         name = policy_name
         chain: list[str] = []
-        entries = self.entries(name)
-        # Follow an alias (a winning link to a unit file of another name) to the unit it names
-        # only when the alias link sits in /etc/systemd/system, where the mask would have to
-        # go: systemd refuses to mask that name (UnitExists). An alias shipped in /usr or /lib
-        # is not followed: a mask in /etc outranks it and masks just that name, which is what
-        # `systemctl mask ctrl-alt-del.target` does (reboot.target stays loaded).
-        while (
-            entries
-            and entries[0].kind == EntryKind.ALIAS
-            and entries[0].dir.path == ETC_DIR
-            and len(chain) < 8
-        ):
+        # Follow an alias (a link into the search path to another name) to the unit it names
+        # only when the alias link sits in /etc/systemd/system and wins, where the mask would
+        # have to go: systemd refuses to mask that name (UnitExists). An alias shipped in /usr
+        # or /lib is not followed: a mask in /etc outranks it and masks just that name, which is
+        # what `systemctl mask ctrl-alt-del.target` does (reboot.target stays loaded). A rule
+        # about an instance is never carried to a template.
+        while len(chain) < 8:
+            own = self.own_entry(name)
+            if (
+                own is None
+                or own.kind != EntryKind.ALIAS
+                or own.dir.path != ETC_DIR
+                or (is_instance(name) and is_template(own.alias_of))
+            ):
+                break
             chain.append(name)
-            name = Path(entries[0].target).name
-            entries = self.entries(name)
-        template_entries: tuple[Entry, ...] = ()
-        if is_instance(name) and all(_links_to_template(e, name) for e in entries):
-            template_entries = self.entries(template_of(name))
+            name = own.alias_of
+        chain_masks = tuple(
+            e
+            for n in chain
+            for e in self.entries(n)
+            if e.dir.path == RUN_DIR and e.kind == EntryKind.MASK
+        )
+        via, via_entry = self.resolve(name)
         owned: tuple[str, ...] = ()
         if is_template(name):
             prefix, suffix = name.split("@", 1)
@@ -421,21 +529,25 @@ class UnitTree:
                 sorted(
                     n
                     for n in self.names_matching(prefix + "@", suffix)
-                    if n != name
-                    and any(
-                        e.kind != EntryKind.MASK and not _links_to_template(e, n)
-                        for e in self.entries(n)
-                    )
+                    if n != name and self._owns_file(n, name)
                 )
             )
         return UnitObservation(
             name=policy_name,
             unit=name,
-            entries=entries,
-            template_entries=template_entries,
+            entries=self.entries(name),
             alias_chain=tuple(chain),
+            chain_masks=chain_masks,
+            via=via,
+            via_entry=via_entry,
             owned_instances=owned,
         )
+
+    def _owns_file(self, instance: str, template: str) -> bool:
+        """Whether an instance has a file of its own, which its template's mask does not
+        cover (a mask of its own masks it anyway)."""
+        e = self.own_entry(instance)
+        return e is not None and e.kind != EntryKind.MASK and e.alias_of != template
 
 
 # -- systemd ----------------------------------------------------------------------------------
@@ -484,17 +596,17 @@ def observe(
     wanted = set(query)
     ask = sorted(
         {
-            o.unit
+            o.live_name
             for o in obs.values()
             if not is_template(o.unit)
-            and o.unit not in in_memory
+            and o.live_name not in in_memory
             and (o.mask_state() != State.UNMASKED or o.unit in wanted or o.name in wanted)
         }
     )
     live = dict(in_memory)
     hazards = tree.hazards() if ask else ()
     if hazards:
-        obs = {n: replace(o, hazards=hazards) if o.unit in ask else o for n, o in obs.items()}
+        obs = {n: replace(o, hazards=hazards) if o.live_name in ask else o for n, o in obs.items()}
     elif ask:
         live.update((s.name, s) for s in systemd.list_units_by_names(ask))
     out: dict[str, UnitObservation] = {}
@@ -505,7 +617,8 @@ def observe(
             )
             out[n] = replace(o, instances=mine)
         else:
-            out[n] = replace(o, live=live.get(o.unit))
+            # systemd reports a unit under its Id: an alias's state is the unit it names.
+            out[n] = replace(o, live=live.get(o.live_name))
         if deps is not None and (deps_of_masked or n in deps_for or _may_mask(o)):
             out[n] = _with_dependents(out[n], deps, systemd, in_memory)
     return out

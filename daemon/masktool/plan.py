@@ -126,11 +126,11 @@ def _alias_note(o: UnitObservation) -> tuple[str, ...]:
         return (
             f"{o.name} is an alias of {o.unit} (link in {ETC_DIR}); the rule applies to {o.unit}",
         )
-    w = o.winner
-    if w is not None and w.kind == EntryKind.ALIAS:
-        real = w.target.rsplit("/", 1)[-1]
+    own = o.own
+    if own is not None and own.kind == EntryKind.ALIAS:
+        real = own.alias_of
         return (
-            f"{o.name} is a vendor alias of {real} ({w.path}); the rule covers the name "
+            f"{o.name} is an alias of {real} ({own.path}); the rule covers the name "
             f"{o.name} only, {real} itself is not masked",
         )
     return ()
@@ -163,15 +163,24 @@ def _plan_mask(rule: Rule, o: UnitObservation, live: bool, masked: frozenset[str
         actions.append(Action(Step.DISPLACE, o.unit, f"{ETC_DIR}/{o.unit}"))
         actions.append(Action(Step.MASK_RUNTIME if rule.runtime else Step.MASK, o.unit))
     elif rule.runtime:
-        if state not in (State.MASKED, State.MASKED_RUNTIME, State.MASKED_VENDOR):
+        # Met by a mask at the unit's own name that outlives a reboot (in /etc, or a vendor
+        # one); not by the mask of another unit (the template, or the unit an alias names),
+        # which a rule about that unit may remove.
+        if not o.masked_here:
             actions.append(Action(Step.MASK_RUNTIME, o.unit, RUN_DIR))
     else:
         etc = o.etc
         if etc is None or etc.kind != EntryKind.MASK:
             # A mask only in /run or in /usr or a generator is not durable: add masktool's own.
             actions.append(Action(Step.MASK, o.unit, ETC_DIR))
-    if state == State.MASKED_VENDOR:
-        w = o.winner
+    w = o.winner
+    if o.masked_elsewhere and w is not None:
+        notes.append(
+            f"masked now through {w.path} (systemd resolves {o.unit} by name through "
+            f"{' > '.join(o.via)}), a mask a rule about {w.name} could remove: "
+            f"{o.unit} gets a mask of its own"
+        )
+    elif state == State.MASKED_VENDOR:
         notes.append(f"also masked at {w.path if w else '?'}, which masktool cannot change")
     if is_template(o.unit) and o.owned_instances:
         notes.append(
@@ -300,6 +309,14 @@ def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
             f"{template} for a rule about one instance (that would unmask every instance). "
             f"Unmask {template} in the policy, or give {o.unit} a unit file of its own"
         )
+    elif o.masked_elsewhere and w is not None:
+        own = o.own
+        link = f" ({own.path})" if own is not None else ""
+        refusal = (
+            f"{o.unit} is an alias{link} that systemd resolves by name through "
+            f"{' > '.join(o.via)} to the mask at {w.path}: masktool does not change {w.name} "
+            f"for a rule about {o.unit}. Unmask {w.name} in the policy"
+        )
     if state == State.MASKED_VENDOR and not refusal:
         where = w.path if w else "?"
         refusal = (
@@ -308,7 +325,7 @@ def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
             "command line, e.g. systemd.mask=)"
         )
         # Masks of masktool's own scopes are still removed, so the vendor mask is the last one.
-    ours = [e for e in (o.etc, o.run) if e is not None and e.kind == EntryKind.MASK]
+    ours = [e for e in (o.etc, o.run, *o.chain_masks) if e is not None and e.kind == EntryKind.MASK]
     writing = [e for e in ours if e.writing]
     ours = [e for e in ours if not e.writing]
     for e in writing:

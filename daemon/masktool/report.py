@@ -49,8 +49,23 @@ def unit_json(u: UnitPlan) -> dict[str, Any]:
             for i in o.instances
         ],
         "entries": [
-            {"path": e.path, "kind": e.kind.value, "target": shown(e.target)} for e in o.entries
+            {
+                "path": e.path,
+                "kind": e.kind.value,
+                "target": shown(e.target),
+                "alias_of": e.alias_of,
+                "skipped": e.skipped,
+            }
+            for e in o.entries
         ],
+        # Where systemd's loader goes on by name (an alias's unit, an instance's template) and
+        # the entry it takes the unit from there.
+        "via": list(o.via),
+        "via_entry": (
+            {"path": o.via_entry.path, "kind": o.via_entry.kind.value}
+            if o.via and o.via_entry
+            else None
+        ),
         "rule": rule_json(u.rule),
         "actions": [{"step": a.step.value, "unit": a.unit, "detail": a.detail} for a in u.actions],
         "refusal": u.refusal,
@@ -210,11 +225,13 @@ def why_text(
     for e in exemptions:
         lines.append(f"  exempted at {e.source}: {e.reason}")
     lines.append(f"  mode: {policy.mode}")
-    if obs.entries or obs.template_entries:
-        for entry in (*obs.entries, *obs.template_entries):
-            lines.append(f"  on disk: {entry.describe()}")
-    else:
-        lines.append(f"  on disk: no file for {obs.unit} on the unit search path (not installed)")
+    if not obs.entries:
+        lines.append(f"  on disk: no file for {obs.unit} on the unit search path")
+    for entry in obs.entries:
+        lines.append(f"  on disk: {entry.describe()}")
+    if obs.via:
+        found = obs.via_entry.describe() if obs.via_entry else "nothing (not found)"
+        lines.append(f"  systemd resolves it by name through {' > '.join(obs.via)}: {found}")
     if obs.live is not None:
         lines.append(
             f"  systemd: LoadState={obs.live.load_state} "

@@ -75,6 +75,36 @@ def unit_type(name: str) -> str:
     return name[name.rfind(".") + 1 :]
 
 
+def instance_of(name: str) -> str:
+    """foo@bar.service -> bar; "" for a name with no instance."""
+    if not is_instance(name):
+        return ""
+    return name[name.find("@") + 1 : name.rfind(".")]
+
+
+# Unit types that may have aliases (systemd's unit_type_may_alias()).
+ALIAS_TYPES = frozenset({"service", "socket", "target", "device", "timer", "path"})
+
+# How many alias links systemd follows from one name before it calls it a loop (FOLLOW_MAX).
+FOLLOW_MAX = 32
+
+
+def alias_allowed(name: str, target: str) -> bool:
+    """Whether systemd accepts a link named `name` to a unit file named `target` as an alias
+    (unit_validate_alias_symlink_or_warn()): the same type, one that may alias; a plain name
+    to a plain name, a template to a template, an instance to a template or to the same
+    instance of another template. The loader ignores a link it does not accept."""
+    if unit_name_error(name) or unit_name_error(target):
+        return False
+    if unit_type(name) != unit_type(target) or unit_type(name) not in ALIAS_TYPES:
+        return False
+    if is_template(name):
+        return is_template(target)
+    if is_instance(name):
+        return is_template(target) or instance_of(target) == instance_of(name)
+    return not is_template(target) and not is_instance(target)
+
+
 class Scope(Enum):
     """What a directory of the unit search path means for masks found in it."""
 

@@ -42,16 +42,15 @@ def remove_masks(tree: Tree, u: UnitPlan, res: ApplyResult) -> None:
     """Remove the unit's masks in /etc and /run that observe found, as `systemctl unmask`
     does, each only if it is still a settled mask (masktool.files). What else sits in one of
     the two directories is not masktool's to remove, and does not keep the other's mask."""
-    unit = u.obs.unit
-    for entry in (u.obs.etc, u.obs.run):
-        if entry is None or entry.kind != EntryKind.MASK:
+    for entry in (u.obs.etc, u.obs.run, *u.obs.chain_masks):
+        if entry is None or entry.kind != EntryKind.MASK or entry.writing:
             continue
-        d, path = entry.dir, entry.path
+        d, path, name = entry.dir, entry.path, entry.name
         try:
-            if remove_mask(tree, d, unit):
-                res.changes.append(Change(unit, "unmask", f"removed {path}", path))
+            if remove_mask(tree, d, name):
+                res.changes.append(Change(name, "unmask", f"removed {path}", path))
         except (OSError, NotAMaskError) as e:
-            res.error(unit, f"unmask: {e}")
+            res.error(name, f"unmask: {e}")
 
 
 def hazard_error(what: str, hazards: Sequence[str]) -> str:
