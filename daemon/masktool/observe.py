@@ -147,6 +147,10 @@ class UnitObservation:
     # and which entry it takes the unit from there (None: not found, or a loop).
     via: tuple[str, ...] = ()
     via_entry: Entry | None = None
+    # The same once the unit's masks in /etc and /run are gone (what an unmask leaves): where
+    # the loader goes on from the first entry left, and what it takes.
+    beneath_via: tuple[str, ...] = ()
+    beneath_entry: Entry | None = None
     live: LiveState | None = None
     instances: tuple[LiveState, ...] = ()  # for a template: instances systemd has loaded
     owned_instances: tuple[str, ...] = ()  # for a template: instances with files of their own
@@ -233,6 +237,16 @@ class UnitObservation:
             Scope.VENDOR: State.MASKED_VENDOR,
         }[w.dir.scope]
 
+    def after_unmask(self) -> UnitObservation:
+        """The unit as the loader would see it once its masks in /etc and /run are removed."""
+        return replace(
+            self,
+            entries=tuple(e for e in self.entries if not _own_mask(e)),
+            via=self.beneath_via,
+            via_entry=self.beneath_entry,
+            chain_masks=(),
+        )
+
     @property
     def masked_here(self) -> bool:
         """Masked by a mask at the unit's own name (in any directory)."""
@@ -262,6 +276,10 @@ class UnitObservation:
         if action == "mask" and self.conflict(runtime):
             return State.CONFLICT
         return self.mask_state()
+
+
+def _own_mask(e: Entry) -> bool:
+    return e.kind == EntryKind.MASK and e.dir.scope != Scope.VENDOR
 
 
 def _outranks(d: SearchDir, than: str) -> bool:
@@ -408,14 +426,20 @@ class UnitTree:
         """The first of `name`'s entries the loader does not skip."""
         return next((e for e in self.entries(name) if not e.skipped), None)
 
-    def resolve(self, name: str) -> tuple[tuple[str, ...], Entry | None]:
+    def resolve(
+        self, name: str, without_own_masks: bool = False
+    ) -> tuple[tuple[str, ...], Entry | None]:
         """How systemd's loader goes on from `name`'s own entries: the names it goes through by
         name (an alias, an instance's template) and the entry it takes the unit from; None
-        when that is nothing, or a loop (LoadState=not-found, tried)."""
+        when that is nothing, or a loop (LoadState=not-found, tried). `without_own_masks`:
+        as if `name`'s masks in /etc and /run were gone."""
         via: list[str] = []
         n = name
         for _ in range(FOLLOW_MAX):
-            e = self.own_entry(n)
+            if n == name and without_own_masks:
+                e = next((x for x in self.entries(n) if not x.skipped and not _own_mask(x)), None)
+            else:
+                e = self.own_entry(n)
             if e is None and is_instance(n):
                 n = template_of(n)
                 via.append(n)
@@ -522,6 +546,7 @@ class UnitTree:
             if e.dir.path == RUN_DIR and e.kind == EntryKind.MASK
         )
         via, via_entry = self.resolve(name)
+        beneath_via, beneath_entry = self.resolve(name, without_own_masks=True)
         owned: tuple[str, ...] = ()
         if is_template(name):
             prefix, suffix = name.split("@", 1)
@@ -540,6 +565,8 @@ class UnitTree:
             chain_masks=chain_masks,
             via=via,
             via_entry=via_entry,
+            beneath_via=beneath_via,
+            beneath_entry=beneath_entry,
             owned_instances=owned,
         )
 

@@ -83,6 +83,11 @@ def plan(
     actions_by_unit: dict[str, set[str]] = {}
     for r in policy.rules:
         actions_by_unit.setdefault(observed[r.unit].unit, set()).add(r.action)
+    # Units this run unmasks: a rule about an instance or an alias whose mask is theirs waits
+    # for that rule instead of being refused.
+    unmasking = {
+        observed[r.unit].unit: observed[r.unit] for r in policy.rules if r.action == "unmask"
+    }
     units = []
     for r in policy.rules:
         o = observed[r.unit]
@@ -102,7 +107,11 @@ def plan(
                 )
             )
         else:
-            up = _plan_mask(r, o, live, masked) if r.action == "mask" else _plan_unmask(r, o, live)
+            up = (
+                _plan_mask(r, o, live, masked)
+                if r.action == "mask"
+                else _plan_unmask(r, o, live, unmasking)
+            )
             units.append(_unverifiable(up) if o.hazards else up)
     return Plan(mode=policy.mode, live=live, units=tuple(units))
 
@@ -153,14 +162,21 @@ def _plan_mask(rule: Rule, o: UnitObservation, live: bool, masked: frozenset[str
     actions: list[Action] = []
     conflict = o.conflict(rule.runtime)
     if conflict:
-        etc = o.etc
-        displaceable = etc is not None and etc.kind != EntryKind.MASK
-        if not rule.force or not displaceable:
+        # What stands where the mask must go, or in front of it, in a directory masktool
+        # writes: /etc, or for a runtime rule /run (an /etc entry the loader skips does not
+        # stand in front of a /run mask).
+        etc, run = o.etc, o.run
+        in_the_way = []
+        if etc is not None and etc.kind != EntryKind.MASK and not (rule.runtime and etc.skipped):
+            in_the_way.append(etc)
+        if rule.runtime and run is not None and run.kind != EntryKind.MASK:
+            in_the_way.append(run)
+        if not rule.force or not in_the_way:
             why = f"conflict: {conflict}"
-            if displaceable:
+            if in_the_way:
                 why += "; set 'force: true' on the rule to move it to /var/lib/masktool/displaced"
             return UnitPlan(rule, o, state, False, refusal=why, notes=tuple(notes))
-        actions.append(Action(Step.DISPLACE, o.unit, f"{ETC_DIR}/{o.unit}"))
+        actions.extend(Action(Step.DISPLACE, o.unit, e.path) for e in in_the_way)
         actions.append(Action(Step.MASK_RUNTIME if rule.runtime else Step.MASK, o.unit))
     elif rule.runtime:
         # Met by a mask at the unit's own name that outlives a reboot (in /etc, or a vendor
@@ -296,28 +312,45 @@ def _live_mask_actions(rule: Rule, o: UnitObservation, writing: bool) -> list[Ac
     return actions
 
 
-def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
+def _plan_unmask(
+    rule: Rule,
+    o: UnitObservation,
+    live: bool,
+    unmasking: Mapping[str, UnitObservation] = {},
+) -> UnitPlan:
     notes = list(_alias_note(o))
     state = o.mask_state()
     actions: list[Action] = []
     refusal = ""
-    w = o.winner
-    if o.masked_by_template and w is not None:
+    waits = False
+    # Refusals are about what stays once masktool has removed the unit's masks in /etc and
+    # /run: a template's mask, the mask of the unit an alias names, a vendor mask.
+    left = o.after_unmask()
+    w = left.winner
+    other = unmasking.get(w.name) if left.masked_elsewhere and w is not None else None
+    if other is not None and w is not None and other.after_unmask().mask_state() == State.UNMASKED:
+        # Another rule of this run removes that mask (the template's, or the unit's an
+        # alias names): the unit is unmasked once it has; until then it is not compliant.
+        waits = True
+        notes.append(
+            f"masked now by {w.path}, which the rule to unmask {w.name} removes in this run"
+        )
+    elif left.masked_by_template and w is not None:
         template = template_of(o.unit)
         refusal = (
             f"{o.unit} is masked by its template's mask at {w.path}: masktool does not change "
             f"{template} for a rule about one instance (that would unmask every instance). "
             f"Unmask {template} in the policy, or give {o.unit} a unit file of its own"
         )
-    elif o.masked_elsewhere and w is not None:
-        own = o.own
+    elif left.masked_elsewhere and w is not None:
+        own = left.own
         link = f" ({own.path})" if own is not None else ""
         refusal = (
             f"{o.unit} is an alias{link} that systemd resolves by name through "
-            f"{' > '.join(o.via)} to the mask at {w.path}: masktool does not change {w.name} "
+            f"{' > '.join(left.via)} to the mask at {w.path}: masktool does not change {w.name} "
             f"for a rule about {o.unit}. Unmask {w.name} in the policy"
         )
-    if state == State.MASKED_VENDOR and not refusal:
+    if left.mask_state() == State.MASKED_VENDOR and not refusal:
         where = w.path if w else "?"
         refusal = (
             f"masked at {where}, outside /etc and /run: masktool cannot remove it "
@@ -341,9 +374,10 @@ def _plan_unmask(rule: Rule, o: UnitObservation, live: bool) -> UnitPlan:
                 "cannot take effect later"
             )
         actions.append(Action(Step.UNMASK, o.unit, ", ".join(e.path for e in ours)))
-        if rule.enable:
+        # Enabling a unit that stays masked (refused above) fails: only once it is unmasked.
+        if rule.enable and not refusal:
             actions.append(Action(Step.ENABLE, o.unit))
     elif live and o.live is not None and o.live.load_state == "masked" and not refusal:
         actions.append(Action(Step.RELOAD, o.unit, "systemd still reports it masked"))
-    compliant = not actions and not refusal and not writing
+    compliant = not actions and not refusal and not writing and not waits
     return UnitPlan(rule, o, state, compliant, tuple(actions), refusal, tuple(notes))

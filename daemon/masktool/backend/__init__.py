@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from masktool.files import NotAMaskError, remove_mask
+from masktool.files import Displaced, NotAMaskError, displace, remove_mask
 from masktool.observe import EntryKind
 from masktool.tree import Tree
+from masktool.units import ETC_SEARCH_DIR, RUN_DIR, RUN_SEARCH_DIR
 
 if TYPE_CHECKING:
     from masktool.plan import UnitPlan
@@ -51,6 +52,14 @@ def remove_masks(tree: Tree, u: UnitPlan, res: ApplyResult) -> None:
                 res.changes.append(Change(name, "unmask", f"removed {path}", path))
         except (OSError, NotAMaskError) as e:
             res.error(name, f"unmask: {e}")
+
+
+def displace_entry(tree: Tree, path: str, unit: str, stamp: str) -> Displaced:
+    """Carry out a DISPLACE action: `path` is the unit's entry in /etc or (for a runtime rule)
+    in /run. What comes from /run is kept apart (STAMP-run/UNIT): one rule may move both."""
+    if path.startswith(RUN_DIR + "/"):
+        return displace(tree, RUN_SEARCH_DIR, unit, f"{stamp}-run")
+    return displace(tree, ETC_SEARCH_DIR, unit, stamp)
 
 
 def hazard_error(what: str, hazards: Sequence[str]) -> str:

@@ -8,13 +8,20 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from masktool.backend import ApplyResult, Change, displace_change, hazard_error, remove_masks
-from masktool.files import NotAMaskError, displace
+from masktool.backend import (
+    ApplyResult,
+    Change,
+    displace_change,
+    displace_entry,
+    hazard_error,
+    remove_masks,
+)
+from masktool.files import NotAMaskError
 from masktool.observe import UnitTree
 from masktool.plan import Plan, Step, UnitPlan
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.tree import Tree
-from masktool.units import ETC_DIR, ETC_SEARCH_DIR, is_template, template_of
+from masktool.units import is_template, template_of
 
 
 def apply_live(
@@ -28,10 +35,12 @@ def apply_live(
 
     tree = Tree("/")
     failed_displace: set[str] = set()
-    for u in by_step[Step.DISPLACE]:
-        src = f"{ETC_DIR}/{u.obs.unit}"
+    moves = [(u, a.detail) for u in plan.units for a in u.actions if a.step == Step.DISPLACE]
+    for u, src in moves:
+        if u.obs.unit in failed_displace:
+            continue
         try:
-            moved = displace(tree, ETC_SEARCH_DIR, u.obs.unit, stamp)
+            moved = displace_entry(tree, src, u.obs.unit, stamp)
             res.changes.append(displace_change(u.obs.unit, src, moved.copy, moved.note))
         except (OSError, NotAMaskError) as e:
             failed_displace.add(u.obs.unit)

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import subprocess
 
-from masktool.backend import ApplyResult, Change, displace_change, hazard_error, remove_masks
-from masktool.files import NotAMaskError, displace, write_mask
+from masktool.backend import (
+    ApplyResult,
+    Change,
+    displace_change,
+    displace_entry,
+    hazard_error,
+    remove_masks,
+)
+from masktool.files import NotAMaskError, write_mask
 from masktool.observe import UnitTree
 from masktool.plan import Plan, Step
 from masktool.tree import Tree
-from masktool.units import ETC_DIR, ETC_SEARCH_DIR, RUN_SEARCH_DIR
+from masktool.units import ETC_SEARCH_DIR, RUN_SEARCH_DIR
 
 
 def apply_offline(plan: Plan, tree: Tree, stamp: str) -> ApplyResult:
@@ -22,8 +29,8 @@ def apply_offline(plan: Plan, tree: Tree, stamp: str) -> ApplyResult:
         for a in u.actions:
             try:
                 if a.step == Step.DISPLACE:
-                    moved = displace(tree, ETC_SEARCH_DIR, unit, stamp)
-                    src = f"{ETC_DIR}/{unit}"
+                    src = a.detail
+                    moved = displace_entry(tree, src, unit, stamp)
                     res.changes.append(displace_change(unit, src, moved.copy, moved.note))
                 elif a.step in (Step.MASK, Step.MASK_RUNTIME):
                     d = ETC_SEARCH_DIR if a.step == Step.MASK else RUN_SEARCH_DIR
