@@ -34,6 +34,7 @@ OWN_DIRS = (ETC, RUN)
 UNIT = (
     "[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
 )
+SOCKET = "[Socket]\nListenStream=/run/masktool-test-{}.sock\n[Install]\nWantedBy=sockets.target\n"
 NAMES = (
     "a.service",
     "b.service",
@@ -129,7 +130,7 @@ def build(top: Path, ex: Example, prefix: str = "") -> None:
             p = base / named(name)
             arg = arg.format(name=named(name), t=named("t@.service"))
             if kind == "file":
-                p.write_text(UNIT)
+                p.write_text(SOCKET.format(p.name) if name.endswith(".socket") else UNIT)
             elif kind == "empty":
                 p.write_text("")
             elif kind in ("mask", "link", "dangling"):

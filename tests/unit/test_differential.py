@@ -132,7 +132,7 @@ def _deliberate_tree(
         if r.action == "unmask":
             # Unmasking the alias name unmasks the unit it names; systemctl unmask of the
             # alias name leaves that unit masked (and so the alias).
-            if name == u["unit"] and path not in mine and theirs.get(path, "").startswith("-> "):
+            if name == u["unit"] and path not in mine and path in theirs:
                 return True
             continue
         if r.force and path == f"{ETC}/{r.unit}" and theirs.get(path) == "-> /dev/null":
