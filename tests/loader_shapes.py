@@ -4,7 +4,8 @@ masktool predicts each answer from the files alone; tests/integration/test_loade
 builds the same trees in a booted systemd and checks systemd still says so.
 
 Each shape is (what systemd says, the name asked about, the files). A file is
-(path, kind, argument): kind "unit" (a unit file), "empty" (0 bytes), "link" (a symlink to the
+(path, kind, argument): kind "unit" (a unit file), "requires" (a service that Requires= the
+argument), "empty" (0 bytes), "link" (a symlink to the
 argument), "dir", "node" (a character device 1:3, as /dev/null is) or "socket".
 """
 
@@ -260,6 +261,10 @@ def build(top: Path, files: tuple[File, ...]) -> list[Path]:
         if kind == "unit":
             name = p.name
             p.write_text(SOCKET.format(name) if name.endswith(".socket") else SERVICE)
+        elif kind == "requires":  # a service that Requires= the argument
+            p.write_text(
+                f"[Unit]\nRequires={arg}\n{SERVICE}[Install]\nWantedBy=multi-user.target\n"
+            )
         elif kind == "empty":
             p.write_text("")
         elif kind == "link":
