@@ -113,7 +113,27 @@ def plan(
                 else _plan_unmask(r, o, live, unmasking)
             )
             units.append(_unverifiable(up) if o.hazards else up)
-    return Plan(mode=policy.mode, live=live, units=tuple(units))
+    return Plan(mode=policy.mode, live=live, units=tuple(_once(units)))
+
+
+def _once(units: list[UnitPlan]) -> list[UnitPlan]:
+    """Two rules that name one unit (one through an alias link in /etc) and agree would plan
+    the same change twice: a second displace of the same file fails, a second stop waits
+    again. The first rule carries each change out; the other says so, still not compliant."""
+    by: dict[tuple[Step, str, str], UnitPlan] = {}
+    out = []
+    for u in units:
+        keep = []
+        for a in u.actions:
+            first = by.setdefault((a.step, a.unit, a.detail), u)
+            if first is u:
+                keep.append(a)
+        if len(keep) < len(u.actions):
+            first = next(by[(a.step, a.unit, a.detail)] for a in u.actions if a not in keep)
+            note = f"carried out by the rule for {first.rule.unit} at {first.rule.source}"
+            u = replace(u, actions=tuple(keep), notes=(*u.notes, note))
+        out.append(u)
+    return out
 
 
 def _unverifiable(up: UnitPlan) -> UnitPlan:

@@ -107,3 +107,13 @@ def test_check_reports_the_waiting_instance_as_drift_not_as_refused(tmp_path: Pa
     assert not u["compliant"]
     assert not u["refusal"]
     assert any("which the rule to unmask t@.service removes" in n for n in u["notes"])
+
+
+def test_two_rules_that_agree_on_one_unit_change_it_once(tmp_path: Path) -> None:
+    # t@.service directly and through its alias link in /etc: one displace, one mask.
+    files = ((f"{E}/t@.service", "unit", ""), (f"{E}/al@.service", "link", f"{U}/t@.service"))
+    policy = "mask:\n  - unit: t@.service\n    force: true\n  - unit: al@.service\n    force: true"
+    rc, doc = _apply(tmp_path, files, policy)
+    assert rc == 0, doc
+    assert [c["what"] for c in doc["changes"]] == ["displace", "mask"]
+    assert all(u["compliant"] for u in _units(doc).values())
