@@ -160,6 +160,22 @@ CASES = (
         "-> ../../../dev/null",
     ),
     Case(
+        "unmask-is-not-stopped-by-another-units-link",
+        (
+            (f"{E}/c.socket", "link", "/dev/null"),
+            (f"{E}/b.service", "link", f"{U}/t@.service"),
+            (f"{U}/c.socket", "link", "t@.service"),
+            (f"{U}/t@.service", "link", "c.socket"),
+        ),
+        "unmask: [c.socket]",
+        (("unmask", "c.socket"),),
+        0,
+        False,
+        f"{E}/c.socket",
+        None,
+        None,
+    ),
+    Case(
         "rules-that-disagree-through-an-alias-are-both-refused",
         ((f"{U}/real.service", "unit", ""), (f"{E}/nick.service", "link", f"{U}/real.service")),
         "mask: [real.service]\nunmask: [nick.service]",

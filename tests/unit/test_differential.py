@@ -57,6 +57,16 @@ def _deliberate(rule: Rule, stderr: str, unit: dict[str, Any] | None) -> bool:
     systemctl --root")."""
     if unit is None:
         return False
+    # systemctl unmask removes the mask, then scans the unit directories for links to clean
+    # up and fails on another unit's link it will not touch ("refusing to operate on linked
+    # unit file" of another name). masktool touches only the rule's unit's files.
+    if (
+        rule.action == "unmask"
+        and "Removed" in stderr
+        and "refusing to operate on linked unit file" in stderr
+        and f"/{rule.unit}." not in stderr.split("refusing to operate", 1)[1]
+    ):
+        return True
     # A mask of another shape (a link to /dev/zero, a relative or chained link, an empty file)
     # is a mask: systemctl mask refuses to replace it ("already exists"), masktool accepts it.
     return (
@@ -145,7 +155,7 @@ def _deliberate_tree(
         if (
             r.runtime
             and path == f"{RUN}/{r.unit}"
-            and path not in mine
+            and mine.get(path) != "-> /dev/null"
             and theirs.get(path) == "-> /dev/null"
         ):
             return True
