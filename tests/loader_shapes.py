@@ -229,6 +229,97 @@ SHAPES: tuple[tuple[str, str, tuple[File, ...]], ...] = (
             (f"{E}/ld-b31.service", "link", f"{U}/sub/ld-b31.service"),
         ),
     ),
+    # systemd looks a name up at most 8 times: a chain of 7 alias links loads, of 8 does not.
+    (
+        "loaded",
+        "ld-ch7-0.service",
+        (
+            *((f"{U}/ld-ch7-{i}.service", "link", f"ld-ch7-{i + 1}.service") for i in range(7)),
+            (f"{U}/ld-ch7-7.service", "unit", ""),
+        ),
+    ),
+    (
+        "not-found",
+        "ld-ch8-0.service",
+        (
+            *((f"{U}/ld-ch8-{i}.service", "link", f"ld-ch8-{i + 1}.service") for i in range(8)),
+            (f"{U}/ld-ch8-8.service", "unit", ""),
+        ),
+    ),
+    # A link whose target systemd cannot resolve is skipped: `..` after a missing directory,
+    # a file used as a directory, a directory loop.
+    (
+        "loaded",
+        "ld-q1.service",
+        (
+            (f"{U}/ld-q1.service", "unit", ""),
+            (f"{U}/ld-q1t.service", "unit", ""),
+            (f"{E}/ld-q1.service", "link", f"{U}/nonexist/../ld-q1t.service"),
+        ),
+    ),
+    (
+        "masked",
+        "ld-p7.service",
+        (
+            (f"{U}/ld-p7.service", "link", "/dev/null"),
+            (f"{E}/ld-p7.service", "link", f"/nonexist-ld/..{U}/ld-p7t.service"),
+        ),
+    ),
+    (
+        "loaded",
+        "ld-ne3.service",
+        (
+            (f"{U}/ld-ne3.service", "unit", ""),
+            (f"{OPT}/afile", "unit", ""),
+            (f"{E}/ld-ne3.service", "link", f"{OPT}/afile/ld-ne3.service"),
+        ),
+    ),
+    (
+        "loaded",
+        "ld-m7.service",
+        (
+            (f"{U}/ld-m7.service", "unit", ""),
+            (f"{OPT}/loop", "link", f"{OPT}/loop"),
+            (f"{R}/ld-m7.service", "link", f"{OPT}/loop/ld-m7.service"),
+        ),
+    ),
+    # A link to a search directory itself names "system", no unit name: skipped.
+    (
+        "loaded",
+        "ld-dir1.service",
+        ((f"{U}/ld-dir1.service", "unit", ""), (f"{E}/ld-dir1.service", "link", U)),
+    ),
+    (
+        "masked",
+        "ld-p8.service",
+        ((f"{U}/ld-p8.service", "link", "/dev/null"), (f"{E}/ld-p8.service", "link", ".")),
+    ),
+    # An instance whose alias names nothing is looked for as its own template.
+    (
+        "masked",
+        "ld-q2@x.service",
+        (
+            (f"{U}/ld-q2@.service", "unit", ""),
+            (f"{E}/ld-q2@.service", "link", "/dev/null"),
+            (f"{E}/ld-q2@x.service", "link", f"{U}/ld-nope2@x.service"),
+        ),
+    ),
+    # Out of the search path, what PID 1 cannot open is not-found: /dev/tty (no controlling
+    # terminal), a file named with a trailing slash, a socket.
+    ("not-found", "ld-tty.service", ((f"{E}/ld-tty.service", "link", "/dev/tty"),)),
+    (
+        "not-found",
+        "ld-m4.service",
+        ((f"{OPT}/m4.service", "unit", ""), (f"{E}/ld-m4.service", "link", f"{OPT}/m4.service/")),
+    ),
+    (
+        "not-found",
+        "ld-sk.service",
+        ((f"{OPT}/sk", "socket", ""), (f"{E}/ld-sk.service", "link", f"{OPT}/sk")),
+    ),
+    # Slices and devices load without a unit file.
+    ("loaded", "ld-nf.slice", ()),
+    ("loaded", "ld-nf.device", ()),
     # What is neither a file nor a link is skipped: the vendor file below counts.
     (
         "loaded",

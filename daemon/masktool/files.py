@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from masktool.tree import Tree, shown
+from masktool.tree import MAX_HOPS, Tree, shown
 from masktool.units import SEARCH_PATH, SearchDir
 
 DISPLACED_DIR = "/var/lib/masktool/displaced"
@@ -83,28 +83,78 @@ def search_prefixes(tree: Tree) -> tuple[str, ...]:
     return tuple(out)
 
 
-def link_hop(tree: Tree, inside: str, target: str) -> str:
+def _chase_strict(tree: Tree, parts: list[str], *, more: bool = False) -> str | None:
+    """`parts` resolved inside the tree as systemd's chase() with CHASE_NONEXISTENT does: links
+    followed, a missing component ends the walk (what follows is appended as it is), and None
+    where chase() fails: `..` after a missing component, a file used as a directory, a loop.
+    `more`: a component follows `parts`, so what they lead to must be a directory."""
+    stack = list(reversed(parts))
+    resolved: list[str] = []
+    hops = 0
+    while stack:
+        part = stack.pop()
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        try:
+            st = os.lstat(tree.host("/" + "/".join([*resolved, part])))
+        except FileNotFoundError:
+            rest = [part, *reversed(stack)]
+            if ".." in rest:
+                return None
+            return "/" + "/".join([*resolved, *(p for p in rest if p != ".")])
+        except OSError:
+            return None  # ENOTDIR (a file on the way), EACCES
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > MAX_HOPS:
+                return None
+            link = os.readlink(tree.host("/" + "/".join([*resolved, part])))
+            if link.startswith("/"):
+                resolved = []
+            stack.extend(reversed([p for p in link.split("/") if p]))
+            continue
+        if (stack or more) and not stat.S_ISDIR(st.st_mode):
+            return None
+        resolved.append(part)
+    return "/" + "/".join(resolved)
+
+
+def link_hop(tree: Tree, inside: str, target: str) -> str | None:
     """Where systemd's unit loader takes the link at `inside` to point: its target made
     absolute (relative to the link's directory, inside the tree), with links among the
     directories on the way followed and `.` and `..` resolved, the last component not followed
-    (chase() with CHASE_NOFOLLOW | CHASE_NONEXISTENT)."""
+    (chase() with CHASE_NOFOLLOW | CHASE_NONEXISTENT). None when that fails, and the loader
+    skips the link (tried: `-> /usr/lib/systemd/system/missing/../b.service`, a link through
+    /etc/hostname/, a directory loop)."""
     if not target.startswith("/"):
         target = inside.rsplit("/", 1)[0] + "/" + target
     parts = [p for p in target.split("/") if p and p != "."]
     if not parts or parts[-1] == "..":
-        return tree.chase("/" + "/".join(parts))[0]
-    parent = tree.chase("/" + "/".join(parts[:-1]))[0]
+        return _chase_strict(tree, parts)
+    parent = _chase_strict(tree, parts[:-1], more=True)
+    if parent is None:
+        return None
     return parent.rstrip("/") + "/" + parts[-1]
 
 
 def alias_target(hop: str, prefixes: tuple[str, ...]) -> str | None:
     """The unit name a link whose first hop is `hop` names, when that hop lies inside the unit
     search path: systemd then resolves the link by that name, not by the file it reaches
-    (an alias). None for a link out of the search path (a linked unit file, or a mask)."""
+    (an alias; a link to a search directory itself names "system", which is no unit name).
+    None for a link out of the search path (a linked unit file, or a mask)."""
     for p in prefixes:
-        if hop.startswith(p + "/"):
+        if hop == p or hop.startswith(p + "/"):
             return hop.rsplit("/", 1)[1]
     return None
+
+
+# /dev/tty: PID 1 has no controlling terminal, so opening it fails (ENXIO) and a unit linked to
+# it is not-found, not masked (tried).
+_TTY = os.makedev(5, 0)
 
 
 def resolve_link(
@@ -125,8 +175,11 @@ def resolve_link(
     if prefixes is None:
         prefixes = search_prefixes(tree)
     final, exists = tree.chase(inside)
-    if alias_target(link_hop(tree, inside, target), prefixes) is not None:
+    hop = link_hop(tree, inside, target)
+    if hop is None or alias_target(hop, prefixes) is not None:
         return final, exists, False
+    if target.endswith("/"):
+        return final, exists, False  # opened as a directory: ENOTDIR, or not a mask
     if final == "/dev/null":
         return final, True, True
     if final.startswith("/dev/") and not exists and not tree.is_host:
@@ -134,9 +187,10 @@ def resolve_link(
         # judge a link into /dev that finds nothing in the tree by the device the running
         # kernel has at that path, as systemctl --root unmask does (a link to /dev/zero masks).
         try:
-            return final, True, stat.S_ISCHR(os.stat(final).st_mode)
+            dev = os.stat(final)
         except OSError:
             return final, False, False
+        return final, True, stat.S_ISCHR(dev.st_mode) and dev.st_rdev != _TTY
     if not exists:
         return final, False, False
     try:
@@ -144,7 +198,7 @@ def resolve_link(
     except OSError:
         return final, False, False
     empty = stat.S_ISREG(st.st_mode) and st.st_size == 0
-    return final, True, stat.S_ISCHR(st.st_mode) or empty
+    return final, True, (stat.S_ISCHR(st.st_mode) and st.st_rdev != _TTY) or empty
 
 
 def _link_is_mask(tree: Tree, inside: str, dfd: int, name: str) -> bool:

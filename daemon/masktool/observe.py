@@ -28,6 +28,7 @@ from masktool.units import (
     is_instance,
     is_template,
     template_of,
+    unit_type,
 )
 
 
@@ -90,7 +91,12 @@ class Entry:
                 else f"a link to the unit file {shown(self.target)}"
             ),
             EntryKind.ALIAS: f"an alias of {shown(self.alias_of)}",
-            EntryKind.DANGLING: f"a dangling link to {shown(self.target)}",
+            EntryKind.DANGLING: (
+                f"a link to {shown(self.target)}, which systemd cannot resolve and skips"
+                if self.ignored
+                else f"a link to {shown(self.target)}, which leads to nothing systemd can "
+                "open (not-found)"
+            ),
             EntryKind.BAD_LINK: (
                 f"a link to {shown(self.target)}, which systemd does not take as an alias of "
                 f"{shown(self.name)} and skips"
@@ -213,6 +219,8 @@ class UnitObservation:
         "not-found", or "bad" (LoadState=error or bad-setting: a link to a directory or a block
         device). "loaded" says only that a unit file is found, not that it parses."""
         w = self.winner
+        if w is None and unit_type(self.unit) in ("slice", "device"):
+            return "loaded"  # systemd loads these without a unit file (tried)
         if w is None or w.kind == EntryKind.DANGLING:
             return "not-found"
         if w.kind == EntryKind.MASK:
@@ -326,6 +334,9 @@ def classify(
     inside = f"{d.path}/{name}"
     target = os.readlink(p)
     hop = link_hop(tree, inside, target)
+    if hop is None:
+        # systemd cannot resolve where it points and skips it.
+        return Entry(d, name, EntryKind.DANGLING, target, ignored=True)
     named = alias_target(hop, prefixes)
     if named is not None:
         # Into the search path: systemd resolves the link by the name it names (tried: with
@@ -353,6 +364,14 @@ def classify(
     try:
         tst = os.stat(tree.host(final))
     except OSError:
+        return Entry(d, name, EntryKind.DANGLING, final)
+    # What PID 1 cannot open is not-found, like a dangling link (tried): a socket, /dev/tty
+    # (it has no controlling terminal), a file named with a trailing slash.
+    if (
+        stat.S_ISSOCK(tst.st_mode)
+        or stat.S_ISCHR(tst.st_mode)
+        or (target.endswith("/") and not stat.S_ISDIR(tst.st_mode))
+    ):
         return Entry(d, name, EntryKind.DANGLING, final)
     if not stat.S_ISREG(tst.st_mode):
         return Entry(d, name, EntryKind.BAD_LINK, final)
@@ -393,7 +412,7 @@ class UnitTree:
         self.problems: list[str] = []
         self.prefixes = search_prefixes(self.tree)
         self._entries: dict[str, tuple[Entry, ...]] = {}
-        seen: set[tuple[int, int]] = set()
+        seen: dict[tuple[int, int], str] = {}
         for d in SEARCH_PATH:
             real = self.tree.real_dir(d.path)
             if real is None:
@@ -404,9 +423,15 @@ class UnitTree:
             except OSError as e:
                 self.problems.append(f"{self.tree.shown(d.path)}: {e.strerror}")
                 continue
-            if (st.st_dev, st.st_ino) in seen:
-                continue  # /lib/systemd/system and /usr/lib/systemd/system on merged /usr
-            seen.add((st.st_dev, st.st_ino))
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                # /lib/systemd/system and /usr/lib/systemd/system on merged /usr: listed once.
+                # Where masktool's own directory is a link to one listed before it (a
+                # system.control linked to system), its entries are masktool's to change.
+                if d.scope != Scope.VENDOR:
+                    self.dirs = [(d if seen[key] == x[1] else x[0], x[1], x[2]) for x in self.dirs]
+                continue
+            seen[key] = real
             self.dirs.append((d, real, names))
 
     def entries(self, name: str) -> tuple[Entry, ...]:
@@ -426,29 +451,51 @@ class UnitTree:
         """The first of `name`'s entries the loader does not skip."""
         return next((e for e in self.entries(name) if not e.skipped), None)
 
+    def _first(self, name: str, without_own_masks: bool) -> Entry | None:
+        if not without_own_masks:
+            return self.own_entry(name)
+        return next((e for e in self.entries(name) if not e.skipped and not _own_mask(e)), None)
+
+    def _ids_map_get(
+        self, name: str, without_own_masks: bool
+    ) -> tuple[list[str], Entry | None, bool]:
+        """systemd's unit_ids_map_get(): follow `name` through alias names, at most FOLLOW_MAX
+        look-ups; a name followed to that is missing goes to its template. Returns the names
+        gone through, the entry found, and whether the walk ended at a loop (or too long a
+        chain), rather than at a missing name."""
+        via: list[str] = []
+        followed: str | None = None
+        for _ in range(FOLLOW_MAX):
+            key = followed or name
+            e = self._first(key, without_own_masks and key == name)
+            if e is None:
+                if followed is None or not is_instance(followed):
+                    return via, None, False
+                key = template_of(followed)
+                e = self.own_entry(key)
+                if e is None:
+                    return via, None, False
+                via.append(key)
+            if not e.alias_of:
+                return via, e, False
+            followed = e.alias_of
+            via.append(followed)
+        return via, None, True
+
     def resolve(
         self, name: str, without_own_masks: bool = False
     ) -> tuple[tuple[str, ...], Entry | None]:
-        """How systemd's loader goes on from `name`'s own entries: the names it goes through by
-        name (an alias, an instance's template) and the entry it takes the unit from; None
-        when that is nothing, or a loop (LoadState=not-found, tried). `without_own_masks`:
-        as if `name`'s masks in /etc and /run were gone."""
-        via: list[str] = []
-        n = name
-        for _ in range(FOLLOW_MAX):
-            if n == name and without_own_masks:
-                e = next((x for x in self.entries(n) if not x.skipped and not _own_mask(x)), None)
-            else:
-                e = self.own_entry(n)
-            if e is None and is_instance(n):
-                n = template_of(n)
-                via.append(n)
-                e = self.own_entry(n)
-            if e is None or not e.alias_of:
-                return tuple(via), e
-            n = e.alias_of
-            via.append(n)
-        return tuple(via), None
+        """How systemd's loader goes on from `name`'s own entries (unit_file_find_fragment()):
+        the names it goes through (an alias, an instance's template) and the entry it takes
+        the unit from; None when that is nothing, or a loop (LoadState=not-found, tried). An
+        instance that leads nowhere by its own name is looked for as its template, afresh.
+        `without_own_masks`: as if `name`'s masks in /etc and /run were gone."""
+        via, e, loop = self._ids_map_get(name, without_own_masks)
+        if e is None and not loop and is_instance(name):
+            template = template_of(name)
+            tvia, e, _ = self._ids_map_get(template, False)
+            via = [template, *tvia]
+        return tuple(via), e
 
     def names_matching(self, prefix: str, suffix: str) -> set[str]:
         return {
@@ -528,7 +575,11 @@ class UnitTree:
         # or /lib is not followed: a mask in /etc outranks it and masks just that name, which is
         # what `systemctl mask ctrl-alt-del.target` does (reboot.target stays loaded). A rule
         # about an instance is never carried to a template.
-        while len(chain) < 8:
+        # Only when systemd gets to a unit through the alias: not at a loop, too long a chain,
+        # or a name that leads nowhere (an instance then falls back to its own template): the
+        # rule would land on a unit the name does not load.
+        resolvable = self._ids_map_get(name, False)[1] is not None
+        while resolvable and len(chain) < FOLLOW_MAX:
             own = self.own_entry(name)
             if (
                 own is None

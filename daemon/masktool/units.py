@@ -85,8 +85,10 @@ def instance_of(name: str) -> str:
 # Unit types that may have aliases (systemd's unit_type_may_alias()).
 ALIAS_TYPES = frozenset({"service", "socket", "target", "device", "timer", "path"})
 
-# How many alias links systemd follows from one name before it calls it a loop (FOLLOW_MAX).
-FOLLOW_MAX = 32
+# How many times systemd's loader looks a name up while following aliases before it gives up
+# (unit_ids_map_get()'s FOLLOW_MAX; tried on 252: a chain of 7 alias links loads, of 8 is
+# not-found). Going from an instance with no file to its template starts afresh.
+FOLLOW_MAX = 8
 
 
 def alias_allowed(name: str, target: str) -> bool:
