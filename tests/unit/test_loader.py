@@ -66,3 +66,27 @@ def test_runtime_mask_behind_a_skipped_etc_link_takes_effect(tmp_path: Path) -> 
     u = _plan(tmp_path, "version: 1\nmask:\n  - unit: ld-y5.service\n    runtime: true\n")
     steps = [(a.step.value, a.detail) for a in u["ld-y5.service"].actions]
     assert steps == [("mask-runtime", "/run/systemd/system")]
+
+
+def test_a_rule_never_lands_on_a_unit_its_name_does_not_load(tmp_path: Path) -> None:
+    # An alias chain too long for systemd in /etc: the name is not-found, so a mask rule must
+    # not mask the unit at the chain's end (it reports the alias link it cannot replace).
+    e, u = tmp_path / "etc/systemd/system", tmp_path / "usr/lib/systemd/system"
+    e.mkdir(parents=True)
+    u.mkdir(parents=True)
+    for i in range(8):
+        (e / f"c-{i}.service").symlink_to(f"/usr/lib/systemd/system/c-{i + 1}.service")
+    (u / "c-8.service").write_text("[Service]\nExecStart=/bin/true\n")
+    m = _plan(tmp_path, "version: 1\nmask: [c-0.service]\n")["c-0.service"]
+    assert m.obs.unit == "c-0.service"
+    assert not m.actions
+    assert m.refusal.startswith("conflict: /etc/systemd/system/c-0.service is an alias")
+    # A link systemd cannot resolve (.. after a missing directory) is skipped, not followed:
+    # unmasking its name never removes the mask of the unit it seems to name.
+    (u / "p.service").write_text("[Service]\nExecStart=/bin/true\n")
+    (e / "p.service").symlink_to("/usr/lib/systemd/system/missing/../pt.service")
+    (e / "pt.service").symlink_to("/dev/null")
+    p = _plan(tmp_path, "version: 1\nunmask: [p.service]\n")["p.service"]
+    assert p.obs.unit == "p.service"
+    assert not p.actions
+    assert p.compliant
