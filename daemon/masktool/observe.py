@@ -686,7 +686,12 @@ def observe(
     if hazards:
         obs = {n: replace(o, hazards=hazards) if o.live_name in ask else o for n, o in obs.items()}
     elif ask:
-        live.update((s.name, s) for s in systemd.list_units_by_names(ask))
+        # One row per name asked, in order, each under the unit's Id: an alias name that
+        # systemd still holds for the unit it names comes back as that unit.
+        rows = systemd.list_units_by_names(ask)
+        live.update((s.name, s) for s in rows)
+        if len(rows) == len(ask):
+            live.update(zip(ask, rows, strict=True))
     out: dict[str, UnitObservation] = {}
     for n, o in obs.items():
         if is_template(o.unit):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from masktool.observe import DependentState, EntryKind, State, UnitObservation
+from masktool.observe import DependentState, EntryKind, LiveState, State, UnitObservation
 from masktool.policy import Policy, Rule
 from masktool.protected import protection
 from masktool.units import ETC_DIR, RUN_DIR, is_template, template_of
@@ -236,11 +236,36 @@ def _plan_mask(rule: Rule, o: UnitObservation, live: bool, masked: frozenset[str
             return UnitPlan(
                 rule, o, state, False, refusal=refusal, notes=tuple(notes), activators=activators
             )
-    if live:
+    held = _held_by(o)
+    if live and held is None:
         actions.extend(_live_mask_actions(rule, o, bool(actions)))
+    elif live and held is not None:
+        notes.append(
+            f"systemd still holds the name {o.unit} for {held.name}, which is "
+            f"{held.active_state}: the mask takes effect once {held.name} stops, or at the next "
+            f"boot (the rule covers the name {o.unit}, not {held.name}, so masktool does not "
+            "stop it)"
+        )
+    compliant = not actions and held is None
     return UnitPlan(
-        rule, o, state, not actions, tuple(actions), notes=tuple(notes), activators=activators
+        rule, o, state, compliant, tuple(actions), notes=tuple(notes), activators=activators
     )
+
+
+def _held_by(o: UnitObservation) -> LiveState | None:
+    """The running unit systemd still gives the policy's name to, when that name is masked on
+    disk but is an alias of that unit in memory: a reload does not part a running unit from
+    its names."""
+    live = o.live
+    if (
+        live is not None
+        and live.name != o.unit
+        and live.running
+        and o.mask_state() != State.UNMASKED
+        and not is_template(o.unit)
+    ):
+        return live
+    return None
 
 
 def _in_use(d: DependentState) -> str:
@@ -323,7 +348,9 @@ def _live_mask_actions(rule: Rule, o: UnitObservation, writing: bool) -> list[Ac
     else:
         live = o.live
         stale = live is not None and live.load_state != "masked"
-        running = [o.unit] if live is not None and live.running else []
+        # For an alias not yet masked, systemd reports the unit it names: stopping the alias
+        # name would stop that unit, which the rule does not cover.
+        running = [o.unit] if live is not None and live.running and live.name == o.unit else []
     if stale and not writing:
         # The link is right but systemd has not re-read it.
         actions.append(Action(Step.RELOAD, o.unit, "systemd still reports it loaded"))

@@ -276,6 +276,36 @@ def test_vendor_alias_mask_covers_the_name_only(host: Host) -> None:
     assert not host.etc("t16-real.target").exists()
 
 
+def test_vendor_alias_of_a_running_service_is_masked_without_stopping_it(host: Host) -> None:
+    # systemd reports the alias name under the unit it names (its Id): masktool reads that
+    # state, and masking the alias name must not stop the unit the rule does not cover.
+    host.vendor_unit("t16b-real.service")
+    host.sb.run(["ln", "-s", "t16b-real.service", f"{VENDOR_DIR}/t16b-alias.service"])
+    host.systemctl("daemon-reload")
+    host.systemctl("start", "t16b-real.service")
+    p = host.policy("t16b", "version: 1\nmask:\n  - t16b-alias.service\n")
+    rc, doc = host.json("check", "--policy", p)
+    assert rc == 1, doc
+    assert doc["units"][0]["load_state"] == "loaded"
+    assert doc["units"][0]["active_state"] == "active"
+    assert "t16b-alias.service is an alias of t16b-real.service" in doc["units"][0]["notes"][0]
+    rc, doc = host.json("apply", "--policy", p)
+    assert not [c for c in doc["changes"] if c["what"] == "stop"], doc["changes"]
+    assert host.show("t16b-real.service")["ActiveState"] == "active"
+    # systemd keeps the name for the running unit: masktool says so, and does not call it
+    # compliant until it takes effect.
+    assert host.show("t16b-alias.service")["LoadState"] == "loaded"
+    assert rc == 1, doc
+    after = doc["after"]["units"][0]
+    assert not after["compliant"]
+    assert any("still holds the name t16b-alias.service" in n for n in after["notes"])
+    host.systemctl("stop", "t16b-real.service")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    assert host.show("t16b-alias.service")["LoadState"] == "masked"
+    assert host.show("t16b-real.service")["LoadState"] == "loaded"
+
+
 def test_generator_mask_is_vendor_and_cannot_be_unmasked(host: Host) -> None:
     # What systemd.mask= on the kernel command line does: a generator links the unit to
     # /dev/null in /run/systemd/generator.early.
