@@ -5,7 +5,7 @@ builds the same trees in a booted systemd and checks systemd still says so.
 
 Each shape is (what systemd says, the name asked about, the files). A file is
 (path, kind, argument): kind "unit" (a unit file), "requires" (a service that Requires= the
-argument), "empty" (0 bytes), "link" (a symlink to the
+argument), "install" (a unit file with [Install]), "empty" (0 bytes), "link" (a symlink to the
 argument), "dir", "node" (a character device 1:3, as /dev/null is) or "socket".
 """
 
@@ -352,6 +352,8 @@ def build(top: Path, files: tuple[File, ...]) -> list[Path]:
         if kind == "unit":
             name = p.name
             p.write_text(SOCKET.format(name) if name.endswith(".socket") else SERVICE)
+        elif kind == "install":  # a unit file that can be enabled
+            p.write_text(f"{SERVICE}[Install]\nWantedBy=multi-user.target\n")
         elif kind == "requires":  # a service that Requires= the argument
             p.write_text(
                 f"[Unit]\nRequires={arg}\n{SERVICE}[Install]\nWantedBy=multi-user.target\n"

@@ -13,10 +13,11 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -33,6 +34,7 @@ from masktool.journal import (
     drift_entries,
     error_entry,
     flap_entry,
+    flap_summary_entry,
     policy_loaded_entry,
     policy_rejected_entry,
     refusal_entry,
@@ -40,7 +42,7 @@ from masktool.journal import (
 )
 from masktool.lock import LockError, apply_lock
 from masktool.metrics import Totals, UnitSample, render, samples, write_atomic
-from masktool.plan import Plan
+from masktool.plan import Plan, UnitPlan
 from masktool.policy import (
     DEFAULT_POLICY,
     DEFAULT_POLICY_DIR,
@@ -71,9 +73,8 @@ class DaemonConfig:
     coalesce: float = 0.005  # gather a burst of events this long before acting
     policy_settle: float = 0.1  # editors write several times: wait this long after the last
     flap_changes: int = 5  # this many put-backs of one unit ...
-    flap_window: float = 60.0  # ... within this many seconds is a flap
-    flap_first_delay: float = 10.0
-    flap_max_delay: float = 600.0
+    flap_window: float = 60.0  # ... within this many seconds is a flap: its journal entries
+    # are then summed up, one entry per window, while it is still put back every time
     own_write_window: float = 5.0  # how long an expected inotify event of our own is awaited
     retry_delay: float = 5.0  # after a failed reconcile (systemd unreachable, ...)
     metrics: str | None = None  # Prometheus textfile kept up to date after every reconcile
@@ -91,10 +92,14 @@ class Stats:
 
 @dataclass
 class _Flap:
+    """Put-backs of one unit. Enforcement never backs off: a unit held back even for seconds
+    is a unit anyone can start by unmasking it a few times in a row. Only the journal is
+    spared: while a unit flaps, its entries are counted and summed up once a window."""
+
     times: deque[float] = field(default_factory=deque)  # recent put-backs
-    until: float = 0.0  # held (not enforced) until then
-    delay: float = 0.0  # the last back-off, doubled when the unit flaps again soon after
-    last_flap: float = 0.0
+    quiet_until: float = 0.0  # entries for it are counted, not written, until then
+    suppressed: int = 0
+    plan: UnitPlan | None = None  # the last plan of it, to name it in the summary
 
 
 class Daemon:
@@ -120,7 +125,9 @@ class Daemon:
         self._policy_due: float | None = None
         self._flaps: dict[str, _Flap] = {}
         self._expected: dict[tuple[str, str], list[float]] = {}  # (path, kind) -> expiries
-        self._fast: dict[str, tuple[str, Change]] = {}  # put back by _put_back_now: was, change
+        self._expected_lock = threading.Lock()
+        self._guard: dict[str, str] = {}  # unit -> "mask"/"unmask": what _react may do
+        self._fast: dict[str, tuple[str, Change]] = {}  # put back by _react: was, change
         self._reported: dict[str, str] = {}  # unit -> last refusal/drift journaled for it
         self._names: dict[str, set[str]] = {}  # entry name -> policy units it concerns
         self._mask_names: set[str] = set()  # every name the policy masks, resolved or not
@@ -166,7 +173,7 @@ class Daemon:
             deadlines.append(self._policy_due)
         if self._ping_due is not None:
             deadlines.append(self._ping_due)
-        deadlines.extend(f.until for f in self._flaps.values() if f.until > now)
+        deadlines.extend(f.quiet_until for f in self._flaps.values() if f.quiet_until > now)
         timeout = max(0.0, min(deadlines) - now)
         try:
             item = self.queue.get(timeout=timeout)
@@ -214,11 +221,12 @@ class Daemon:
             units, since = self._pending, self._pending_since
             self._pending, self._pending_since = set(), None
             self._reconcile(units, since)
-        released = [u for u, f in self._flaps.items() if f.until and f.until <= now]
-        if released:
-            for u in released:
-                self._flaps[u].until = 0.0
-            self._reconcile(set(released), now)
+        for f in self._flaps.values():
+            if f.quiet_until and f.quiet_until <= now:
+                f.quiet_until = 0.0
+                if f.suppressed and f.plan is not None:
+                    self._journal([flap_summary_entry(f.plan, f.suppressed, self.cfg.flap_window)])
+                f.suppressed = 0
         if self._ping_due is not None and now >= self._ping_due:
             self.notify("WATCHDOG=1")
             self._ping_due = now + (self._ping_every or 0)
@@ -235,66 +243,82 @@ class Daemon:
             units = self._names.get(template_of(ev.name), set())
         if not units:
             return
-        if ev.directory == ETC_DIR and ev.kind != "closed":
-            self._put_back_now(ev, path)
+        if ev.fixed == "mask":
+            change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
+            self._fast[ev.name] = ("unmasked", change)
+        elif ev.fixed == "unmask":
+            change = Change(ev.name, "unmask", f"unlink (direct) {path}", path)
+            self._fast[ev.name] = ("masked", change)
         self.stats.last_event = f"{ev.kind} {path} at {_wallclock()}"
         self._pending |= units
         if self._pending_since is None:
             self._pending_since = ev.at
 
-    def _put_back_now(self, ev: UnitEvent, path: str) -> None:
-        """Undo a removed mask (or an added one) in /etc at once, by writing the link itself.
+    def _react(self, ev: UnitEvent) -> UnitEvent:
+        """On the watching thread, as the event is read: undo a removed mask (or an added one)
+        in /etc at once, by writing the link itself.
 
         `systemctl unmask X` removes the link and then asks for a daemon-reload. A mask written
         over D-Bus would queue behind that reload at PID 1 and need a second one; a link written
         here within a millisecond is in place when the reload reads the directory, so X never
-        stops being masked. The reconcile that follows verifies it with systemd (reloading if it
-        came too late) and journals it. If the write fails, that reconcile does the work.
-        """
-        pol = self.policy
-        rule = pol.rule_for(ev.name) if pol is not None and pol.mode == "enforce" else None
-        if (
-            rule is None
-            or rule.unit in self._refused
-            or self._flaps.get(rule.unit, _Flap()).until > time.monotonic()
-        ):
-            return
+        stops being masked. Done here, not on the daemon's thread, it never waits behind a
+        reconcile in progress (with a reload or a stop job, that is 100 ms or more: time enough
+        for `systemctl start X`). The reconcile that follows verifies it with systemd and
+        journals it; if the write fails, that reconcile does the work."""
+        path = f"{ev.directory}/{ev.name}"
+        action = self._guard.get(ev.name)
+        if action is None or ev.directory != ETC_DIR or ev.kind == "closed":
+            return ev
         try:
-            if ev.kind == "deleted" and rule.action == "mask" and not rule.runtime:
+            if ev.kind == "deleted" and action == "mask":
                 if write_mask(HOST, ETC_SEARCH_DIR, ev.name):
                     self._expect_own_writes([(path, "created")])
-                    change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
-                    self._fast[ev.name] = ("unmasked", change)
+                    return replace(ev, fixed="mask")
             elif (
                 ev.kind == "created"
-                and rule.action == "unmask"
+                and action == "unmask"
                 # Only a link is put back here. A new 0-byte file is what `cp`, `>` and
                 # editors create before they write: the reconcile decides once it is settled.
                 and stat.S_ISLNK(os.lstat(path).st_mode)
                 and remove_mask(HOST, ETC_SEARCH_DIR, ev.name)
             ):
                 self._expect_own_writes([(path, "deleted")])
-                self._fast[ev.name] = (
-                    "masked",
-                    Change(ev.name, "unmask", f"unlink (direct) {path}", path),
-                )
+                return replace(ev, fixed="unmask")
         except (OSError, NotAMaskError):
-            return  # e.g. a unit file was put there: the reconcile reports the conflict
+            pass  # e.g. a unit file was put there: the reconcile reports the conflict
+        return ev
+
+    def _arm(self) -> None:
+        """What _react may do, by unit name: a new dict each time (the watching thread reads
+        it while this thread replaces it)."""
+        pol = self.policy
+        if pol is None or pol.mode != "enforce":
+            self._guard = {}
+            return
+        self._guard = {
+            r.unit: r.action
+            for r in pol.rules
+            if r.unit not in self._refused and (r.action == "unmask" or not r.runtime)
+        }
 
     def _consume_expected(self, path: str, kind: str, at: float) -> bool:
-        expiries = self._expected.get((path, kind))
-        while expiries and expiries[0] < at:
+        with self._expected_lock:
+            expiries = self._expected.get((path, kind))
+            while expiries and expiries[0] < at:
+                expiries.pop(0)
+            if not expiries:
+                self._expected.pop((path, kind), None)
+                return False
             expiries.pop(0)
-        if not expiries:
-            self._expected.pop((path, kind), None)
-            return False
-        expiries.pop(0)
-        return True
+            return True
 
     def _expect_own_writes(self, paths: Iterable[tuple[str, str]]) -> None:
+        """Events of masktool's own writes, to be recognised when they arrive (both threads
+        write: _react and the reconcile)."""
         until = time.monotonic() + self.cfg.own_write_window
-        for path, kind in paths:
-            self._expected.setdefault((path, kind), []).append(until)
+        with self._expected_lock:
+            for path, kind in paths:
+                self._expected.setdefault((path, kind), []).append(until)
 
     # -- policy ------------------------------------------------------------------------------
 
@@ -317,6 +341,7 @@ class Daemon:
             self._names.setdefault(r.unit, set()).add(r.unit)
             if r.action == "mask":
                 self._mask_names.add(r.unit)
+        self._arm()
         self._journal([policy_loaded_entry(new.files, len(new.rules), new.mode)])
         return True
 
@@ -335,7 +360,7 @@ class Daemon:
             if self._watcher.policy_dirs == [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]:
                 return
             self._watcher.stop()
-        self._watcher = Watcher([ETC_DIR, RUN_DIR], dirs, self.queue.put)
+        self._watcher = Watcher([ETC_DIR, RUN_DIR], dirs, self.queue.put, self._react)
         self._watcher.start()
 
     # -- reconciling -------------------------------------------------------------------------
@@ -348,10 +373,7 @@ class Daemon:
         pol = self.policy
         if pol is None:
             return
-        now = time.monotonic()
         rules = [r for r in pol.rules if units is None or r.unit in units]
-        held = [r for r in rules if self._flaps.get(r.unit, _Flap()).until > now]
-        rules = [r for r in rules if r not in held]
         if not rules:
             return
         sub = Policy(pol.mode, tuple(rules))
@@ -427,11 +449,11 @@ class Daemon:
                 for e in apply_entries(before, res, after, latency, was=was)
                 if e["MASKTOOL_ACTION"] != "refuse"
             ]
-            self._journal(entries)
             self.stats.reloads += res.reloads
             changed = {c.unit for c in res.changes if c.unit}
             self.stats.fixed += len(changed)
             self._note_flaps(after, changed)
+            self._journal(self._unless_quiet(entries))
             if after.compliant or not after.actions:
                 return
             query = [u.obs.unit for u in after.units if not u.compliant]
@@ -467,6 +489,7 @@ class Daemon:
                 self._refused.add(u.rule.unit)
             else:
                 self._refused.discard(u.rule.unit)
+        self._arm()
 
     def _report_once(self, p: Plan, drift: list[dict[str, str]]) -> None:
         """Refusals and audit drift are journaled when they appear or change, not on every pass."""
@@ -489,20 +512,27 @@ class Daemon:
         for u in after.units:
             if u.obs.unit not in changed:
                 continue
-            f = self._flaps.setdefault(u.rule.unit, _Flap())
+            f = self._flaps.setdefault(u.obs.unit, _Flap())
+            f.plan = u
             f.times.append(now)
             while f.times[0] < now - self.cfg.flap_window:
                 f.times.popleft()
-            if len(f.times) < self.cfg.flap_changes:
+            if f.quiet_until > now or len(f.times) < self.cfg.flap_changes:
                 continue
-            # Flapping again soon after the last back-off ended: back off twice as long.
-            again = f.last_flap and now - f.last_flap < self.cfg.flap_window + 2 * f.delay
-            f.delay = min(
-                self.cfg.flap_max_delay, f.delay * 2 if again else self.cfg.flap_first_delay
-            )
-            f.until, f.last_flap = now + f.delay, now
-            self._journal([flap_entry(u, len(f.times), self.cfg.flap_window, f.delay)])
-            f.times.clear()
+            f.quiet_until = now + self.cfg.flap_window
+            self._journal([flap_entry(u, len(f.times), self.cfg.flap_window)])
+
+    def _unless_quiet(self, entries: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The entries of units that flap are counted for their summary, not written."""
+        now = time.monotonic()
+        out = []
+        for e in entries:
+            f = self._flaps.get(e.get("MASKTOOL_UNIT", ""))
+            if f is not None and f.quiet_until > now and e["MASKTOOL_ACTION"] != "flap":
+                f.suppressed += 1
+            else:
+                out.append(e)
+        return out
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -519,10 +549,10 @@ class Daemon:
         pol = self.policy
         if pol is None:
             return "no valid policy: enforcing nothing (see journalctl -u masktool)"
-        held = sum(1 for f in self._flaps.values() if f.until > time.monotonic())
+        flapping = sum(1 for f in self._flaps.values() if f.quiet_until > time.monotonic())
         return (
             f"{pol.mode}: {len(pol.rules)} unit(s); drift fixed {self.stats.fixed}; "
-            f"refused {self.stats.refused}; reloads {self.stats.reloads}; backing off {held}; "
+            f"refused {self.stats.refused}; reloads {self.stats.reloads}; flapping {flapping}; "
             f"last event: {self.stats.last_event}"
         )
 

@@ -204,14 +204,29 @@ def policy_rejected_entry(problems: list[tuple[str, str]], kept: bool) -> dict[s
     )
 
 
-def flap_entry(u: UnitPlan, changes: int, window: float, delay: float) -> dict[str, str]:
+def flap_entry(u: UnitPlan, changes: int, window: float) -> dict[str, str]:
     message = (
         f"masktool: {u.obs.unit} was put back {changes} times in {window:.0f}s; something "
-        f"keeps undoing the policy. Backing off {delay:.0f}s for this unit; everything else "
-        "is still enforced"
+        "keeps undoing the policy. masktool keeps putting it back every time; for the next "
+        f"{window:.0f}s its put-backs are counted and summed up in one entry"
     )
     return _fields(
-        "flap", u, message, MASKTOOL_HAVE=u.state.value, MASKTOOL_BACKOFF_SEC=f"{delay:.0f}"
+        "flap", u, message, MASKTOOL_HAVE=u.state.value, MASKTOOL_WINDOW_SEC=f"{window:.0f}"
+    )
+
+
+def flap_summary_entry(u: UnitPlan, count: int, window: float) -> dict[str, str]:
+    message = (
+        f"masktool: {u.obs.unit} was put back {count} more times in the last {window:.0f}s; "
+        "something keeps undoing the policy"
+    )
+    return _fields(
+        "flap",
+        u,
+        message,
+        MASKTOOL_HAVE=u.state.value,
+        MASKTOOL_WINDOW_SEC=f"{window:.0f}",
+        MASKTOOL_COUNT=str(count),
     )
 
 

@@ -79,21 +79,27 @@ def plan(
     """`also_masked`: units that rules outside `policy` mask (the daemon plans a few units at
     a time), so a dependent masked by another rule does not block masking."""
     masked = also_masked | {observed[r.unit].unit for r in policy.rules if r.action == "mask"}
-    # Two rules can name one unit through an alias; if they disagree, neither is carried out.
-    actions_by_unit: dict[str, set[str]] = {}
+    # Two rules can name one unit through an alias; if they disagree (in what they ask, or
+    # in how: runtime, stop, force, enable), neither is carried out.
+    actions_by_unit: dict[str, set[tuple[str, bool, bool, bool, bool]]] = {}
     for r in policy.rules:
-        actions_by_unit.setdefault(observed[r.unit].unit, set()).add(r.action)
-    # Units this run unmasks: a rule about an instance or an alias whose mask is theirs waits
-    # for that rule instead of being refused.
+        actions_by_unit.setdefault(observed[r.unit].unit, set()).add(_wish(r))
+    # Units this run unmasks (rules that are carried out): a rule about an instance or an
+    # alias whose mask is theirs waits for that rule instead of being refused.
     unmasking = {
-        observed[r.unit].unit: observed[r.unit] for r in policy.rules if r.action == "unmask"
+        observed[r.unit].unit: observed[r.unit]
+        for r in policy.rules
+        if r.action == "unmask" and len(actions_by_unit[observed[r.unit].unit]) == 1
     }
+    # Units this run masks, by the rule that does: an unmask of an alias or an instance that
+    # systemd resolves through one of them would be undone by it.
+    masking = {observed[r.unit].unit: r for r in policy.rules if r.action == "mask"}
     units = []
     for r in policy.rules:
         o = observed[r.unit]
         if len(actions_by_unit[o.unit]) > 1:
             others = [x for x in policy.rules if x is not r and observed[x.unit].unit == o.unit]
-            where = ", ".join(f"{x.action} {x.unit} at {x.source}" for x in others)
+            where = ", ".join(f"{_said(x)} {x.unit} at {x.source}" for x in others)
             units.append(
                 UnitPlan(
                     r,
@@ -101,8 +107,8 @@ def plan(
                     o.mask_state(),
                     False,
                     refusal=(
-                        f"{r.unit} and the rule(s) {where} name the same unit {o.unit} "
-                        "but disagree; keep one"
+                        f"{_said(r)} {r.unit} and the rule(s) {where} name the same unit "
+                        f"{o.unit} but disagree; keep one"
                     ),
                 )
             )
@@ -110,10 +116,26 @@ def plan(
             up = (
                 _plan_mask(r, o, live, masked)
                 if r.action == "mask"
-                else _plan_unmask(r, o, live, unmasking)
+                else _plan_unmask(r, o, live, unmasking, masking)
             )
             units.append(_unverifiable(up) if o.hazards else up)
     return Plan(mode=policy.mode, live=live, units=tuple(_once(units)))
+
+
+def _wish(r: Rule) -> tuple[str, bool, bool, bool, bool]:
+    """What a rule asks of its unit, options included."""
+    if r.action == "mask":
+        return (r.action, r.runtime, r.stop, r.force, False)
+    return (r.action, False, False, False, r.enable)
+
+
+def _said(r: Rule) -> str:
+    opts = [k for k, on in (("runtime", r.runtime), ("force", r.force)) if on]
+    if r.action == "mask" and not r.stop:
+        opts.append("stop: false")
+    if r.action == "unmask" and r.enable:
+        opts.append("enable")
+    return r.action + (f" ({', '.join(opts)})" if opts else "")
 
 
 def _once(units: list[UnitPlan]) -> list[UnitPlan]:
@@ -364,6 +386,7 @@ def _plan_unmask(
     o: UnitObservation,
     live: bool,
     unmasking: Mapping[str, UnitObservation] = {},
+    masking: Mapping[str, Rule] = {},
 ) -> UnitPlan:
     notes = list(_alias_note(o))
     state = o.mask_state()
@@ -375,7 +398,16 @@ def _plan_unmask(
     left = o.after_unmask()
     w = left.winner
     other = unmasking.get(w.name) if left.masked_elsewhere and w is not None else None
-    if other is not None and w is not None and other.after_unmask().mask_state() == State.UNMASKED:
+    undone = next((masking[n] for n in left.via if n in masking), None)
+    if undone is not None:
+        refusal = (
+            f"systemd resolves {o.unit} by name through {' > '.join(left.via)}, and the rule "
+            f"at {undone.source} masks {undone.unit}: the two rules name one unit but "
+            "disagree; keep one"
+        )
+    elif (
+        other is not None and w is not None and other.after_unmask().mask_state() == State.UNMASKED
+    ):
         # Another rule of this run removes that mask (the template's, or the unit's an
         # alias names): the unit is unmasked once it has; until then it is not compliant.
         waits = True
@@ -421,10 +453,18 @@ def _plan_unmask(
                 "cannot take effect later"
             )
         actions.append(Action(Step.UNMASK, o.unit, ", ".join(e.path for e in ours)))
-        # Enabling a unit that stays masked (refused above) fails: only once it is unmasked.
-        if rule.enable and not refusal:
-            actions.append(Action(Step.ENABLE, o.unit))
-    elif live and o.live is not None and o.live.load_state == "masked" and not refusal:
+    # Enabling a unit that stays masked (refused above) fails: only once it is unmasked, by
+    # this rule or by the one it waits for (enables run after every unmask of the run).
+    if rule.enable and not refusal and (ours or waits):
+        actions.append(Action(Step.ENABLE, o.unit))
+    if (
+        not ours
+        and live
+        and o.live is not None
+        and o.live.load_state == "masked"
+        and not refusal
+        and not waits
+    ):
         actions.append(Action(Step.RELOAD, o.unit, "systemd still reports it masked"))
     compliant = not actions and not refusal and not writing and not waits
     return UnitPlan(rule, o, state, compliant, tuple(actions), refusal, tuple(notes))

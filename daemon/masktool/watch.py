@@ -3,7 +3,9 @@
 Unit directories are watched for created, deleted and moved entries only: the inotify mask itself
 leaves out opens, reads and writes, so a daemon-reload reading every unit file wakes nothing.
 Policy directories also report finished writes (editors that rewrite a file in place).
-The handler only puts small records on a queue; all work happens on the daemon's thread.
+The handler puts small records on a queue; the daemon's thread does the work. One thing is
+done at once, on the watching thread itself: the daemon's `react` may put back a mask that was
+just removed, so that it never waits behind a reconcile in progress.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class UnitEvent:
     directory: str
     kind: str  # created | deleted | closed (a file written and closed: it may have settled)
     at: float  # time.monotonic() when it was read
+    fixed: str = ""  # what `react` did about it at once: "mask", "unmask", or nothing
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class HandlerError:
 
 WatchItem = UnitEvent | PolicyEvent | Overflow | HandlerError
 Sink = Callable[[WatchItem], None]
+React = Callable[[UnitEvent], UnitEvent]
 
 # Closing a file that was open for writing (IN_CLOSE_WRITE) tells that a file being written has
 # settled; daemon-reload's reads close files that were opened read-only, a different event.
@@ -74,10 +78,11 @@ def _text(p: bytes | str) -> str:
 
 
 class _UnitDirHandler(FileSystemEventHandler):
-    def __init__(self, directory: str, real: str, sink: Sink) -> None:
+    def __init__(self, directory: str, real: str, sink: Sink, react: React | None) -> None:
         self.directory = directory  # as the daemon names it
         self.real = real  # where it really is, links resolved: what inotify reports
         self.sink = sink
+        self.react = react
 
     def dispatch(self, event: FileSystemEvent) -> None:
         # Errors here would end watchdog's dispatch thread: report them and carry on.
@@ -94,7 +99,8 @@ class _UnitDirHandler(FileSystemEventHandler):
     def _emit(self, path: str, kind: str, now: float) -> None:
         d, name = os.path.split(path)
         if d == self.real:
-            self.sink(UnitEvent(name, self.directory, kind, now))
+            ev = UnitEvent(name, self.directory, kind, now)
+            self.sink(self.react(ev) if self.react is not None else ev)
 
 
 class _PolicyDirHandler(FileSystemEventHandler):
@@ -144,8 +150,15 @@ def _schedule(
 
 
 class Watcher:
-    def __init__(self, unit_dirs: Iterable[str], policy_dirs: Iterable[str], sink: Sink) -> None:
+    def __init__(
+        self,
+        unit_dirs: Iterable[str],
+        policy_dirs: Iterable[str],
+        sink: Sink,
+        react: React | None = None,
+    ) -> None:
         self.sink = sink
+        self.react = react
         self.unit_dirs = [d for d in dict.fromkeys(unit_dirs) if Path(d).is_dir()]
         self.policy_dirs = [d for d in dict.fromkeys(policy_dirs) if Path(d).is_dir()]
         self._observer: InotifyObserver | None = None
@@ -158,7 +171,7 @@ class Watcher:
         # link, and report nothing. Watch the directory it leads to.
         for d in self.unit_dirs:
             real = os.path.realpath(d)
-            _schedule(obs, _UnitDirHandler(d, real, self.sink), real, _UNIT_EVENTS)
+            _schedule(obs, _UnitDirHandler(d, real, self.sink, self.react), real, _UNIT_EVENTS)
         policy_handler = _PolicyDirHandler(self.sink)
         for d in dict.fromkeys(os.path.realpath(p) for p in self.policy_dirs):
             _schedule(obs, policy_handler, d, _POLICY_EVENTS)

@@ -117,3 +117,59 @@ def test_two_rules_that_agree_on_one_unit_change_it_once(tmp_path: Path) -> None
     assert rc == 0, doc
     assert [c["what"] for c in doc["changes"]] == ["displace", "mask"]
     assert all(u["compliant"] for u in _units(doc).values())
+
+
+def test_an_instance_does_not_wait_for_an_unmask_that_is_refused(tmp_path: Path) -> None:
+    # The template's unmask disagrees with a mask of it through an /etc alias: refused, so
+    # the instance's unmask cannot wait for it (it would wait, and reload, forever).
+    files = (
+        (f"{U}/t@.service", "unit", ""),
+        (f"{E}/t@.service", "link", "/dev/null"),
+        (f"{E}/tal@.service", "link", f"{U}/t@.service"),
+    )
+    policy = (
+        "mask: [tal@.service]\nunmask:\n  - unit: t@1.service\n    enable: true\n  - t@.service"
+    )
+    rc, doc = _apply(tmp_path, files, policy)
+    assert rc == 1
+    u = _units(doc)["t@1.service"]
+    assert "masked by its template's mask" in u["refusal"] or "disagree" in u["refusal"]
+    assert not any(c["what"] == "enable" for c in doc["changes"])
+
+
+def test_unmask_of_an_alias_whose_unit_this_run_masks_is_refused_up_front(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    build(root, ((f"{U}/b.service", "unit", ""), (f"{U}/vb.service", "link", "b.service")))
+    f = tmp_path / "p.yaml"
+    f.write_text("version: 1\nmask: [b.service]\nunmask: [vb.service]\n")
+    f.chmod(0o644)
+    res = subprocess.run(
+        [MASKTOOL, "check", "--root", str(root), "--policy", str(f), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    u = {x["policy_name"]: x for x in json.loads(res.stdout)["units"]}["vb.service"]
+    assert "disagree; keep one" in u["refusal"]
+
+
+def test_rules_on_one_unit_that_differ_in_options_disagree(tmp_path: Path) -> None:
+    files = ((f"{U}/a.service", "unit", ""), (f"{E}/al.service", "link", f"{U}/a.service"))
+    policy = (
+        "mask:\n  - unit: a.service\n    runtime: true\n    stop: false\n"
+        "  - unit: al.service\n    stop: true"
+    )
+    rc, doc = _apply(tmp_path, files, policy)
+    assert rc == 1
+    assert not doc["changes"]
+    assert all("disagree; keep one" in u["refusal"] for u in _units(doc).values())
+
+
+def test_enable_follows_the_unmask_it_waited_for(tmp_path: Path) -> None:
+    files = ((f"{U}/t@.service", "install", ""), (f"{E}/t@.service", "link", "/dev/null"))
+    rc, doc = _apply(
+        tmp_path, files, "unmask:\n  - unit: t@1.service\n    enable: true\n  - t@.service"
+    )
+    assert rc == 0, doc
+    wants = tmp_path / "root/etc/systemd/system/multi-user.target.wants/t@1.service"
+    assert wants.is_symlink()
