@@ -497,9 +497,11 @@ class Daemon:
         out: list[dict[str, str]] = []
         for u in p.units:
             key = u.refusal or (by_unit[u.obs.unit]["MESSAGE"] if u.obs.unit in by_unit else "")
-            if self._reported.get(u.obs.unit, "") == key:
+            # By the rule: two rules can name one unit (through an alias) and be refused with
+            # different words; keyed by the unit, each would undo the other's key every pass.
+            if self._reported.get(u.rule.unit, "") == key:
                 continue
-            self._reported[u.obs.unit] = key
+            self._reported[u.rule.unit] = key
             if u.refusal:
                 self.stats.refused += 1
                 out.append(refusal_entry(u))

@@ -695,8 +695,14 @@ def observe(
     out: dict[str, UnitObservation] = {}
     for n, o in obs.items():
         if is_template(o.unit):
+            # A template alias (al@.service -> t@.service) not masked yet: systemd gives every
+            # instance of t@ the name al@INSTANCE too; they are reported with it.
+            w = o.winner
+            also = w.name if o.via and w is not None and is_template(w.name) else o.unit
             mine = tuple(
-                s for s in in_memory.values() if template_of(s.name) == o.unit and s.name != o.unit
+                s
+                for s in in_memory.values()
+                if template_of(s.name) in (o.unit, also) and not is_template(s.name)
             )
             out[n] = replace(o, instances=mine)
         else:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from masktool.observe import DependentState, EntryKind, LiveState, State, UnitObservation
+from masktool.observe import DependentState, EntryKind, State, UnitObservation
 from masktool.policy import Policy, Rule
 from masktool.protected import protection
 from masktool.units import ETC_DIR, RUN_DIR, is_template, template_of
@@ -258,36 +258,12 @@ def _plan_mask(rule: Rule, o: UnitObservation, live: bool, masked: frozenset[str
             return UnitPlan(
                 rule, o, state, False, refusal=refusal, notes=tuple(notes), activators=activators
             )
-    held = _held_by(o)
-    if live and held is None:
+    if live:
         actions.extend(_live_mask_actions(rule, o, bool(actions)))
-    elif live and held is not None:
-        notes.append(
-            f"systemd still holds the name {o.unit} for {held.name}, which is "
-            f"{held.active_state}: the mask takes effect once {held.name} stops, or at the next "
-            f"boot (the rule covers the name {o.unit}, not {held.name}, so masktool does not "
-            "stop it)"
-        )
-    compliant = not actions and held is None
+    compliant = not actions
     return UnitPlan(
         rule, o, state, compliant, tuple(actions), notes=tuple(notes), activators=activators
     )
-
-
-def _held_by(o: UnitObservation) -> LiveState | None:
-    """The running unit systemd still gives the policy's name to, when that name is masked on
-    disk but is an alias of that unit in memory: a reload does not part a running unit from
-    its names."""
-    live = o.live
-    if (
-        live is not None
-        and live.name != o.unit
-        and live.running
-        and o.mask_state() != State.UNMASKED
-        and not is_template(o.unit)
-    ):
-        return live
-    return None
 
 
 def _in_use(d: DependentState) -> str:
@@ -364,14 +340,24 @@ def _live_mask_actions(rule: Rule, o: UnitObservation, writing: bool) -> list[Ac
     stop jobs for what still runs."""
     actions: list[Action] = []
     if is_template(o.unit):
-        covered = [i for i in o.instances if i.name not in o.owned_instances]
-        stale = any(i.load_state != "masked" for i in covered)
+        # Instances of the template an alias names are not the rule's (see _held_by).
+        covered = [
+            i
+            for i in o.instances
+            if i.name not in o.owned_instances and template_of(i.name) == o.unit
+        ]
+        # Instances of the template an alias names carry the alias's instance names until a
+        # reload (then they keep running, under their own names only).
+        stale = any(i.load_state != "masked" for i in covered) or len(covered) < len(
+            [i for i in o.instances if i.name not in o.owned_instances]
+        )
         running = [i.name for i in covered if i.running]
     else:
         live = o.live
         stale = live is not None and live.load_state != "masked"
         # For an alias not yet masked, systemd reports the unit it names: stopping the alias
-        # name would stop that unit, which the rule does not cover.
+        # name would stop that unit, which the rule does not cover. A reload parts them (tried:
+        # the alias name is then masked, the unit runs on).
         running = [o.unit] if live is not None and live.running and live.name == o.unit else []
     if stale and not writing:
         # The link is right but systemd has not re-read it.

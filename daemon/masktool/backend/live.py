@@ -136,6 +136,16 @@ def _stale(systemd: Systemd, written: Sequence[UnitPlan], res: ApplyResult) -> b
     """
     plain = {u.obs.unit: u for u in written if not is_template(u.obs.unit)}
     templates = {u.obs.unit: u for u in written if is_template(u.obs.unit)}
+    # An alias name systemd holds for the unit it names is listed under that unit's Id (for a
+    # template alias: every instance of the template it names): the name's state changes
+    # only with a reload.
+    for u in plain.values():
+        held = u.obs.live
+        if held is not None and held.name != u.obs.unit:
+            return True
+    for u in templates.values():
+        if any(template_of(i.name) != u.obs.unit for i in u.obs.instances):
+            return True
     try:
         in_memory = systemd.list_units()
     except SystemdError as e:
