@@ -412,6 +412,7 @@ class UnitTree:
         self.problems: list[str] = []
         self.prefixes = search_prefixes(self.tree)
         self._entries: dict[str, tuple[Entry, ...]] = {}
+        self._aliases: dict[str, tuple[str, ...]] | None = None
         seen: dict[tuple[int, int], str] = {}
         for d in SEARCH_PATH:
             real = self.tree.real_dir(d.path)
@@ -496,6 +497,21 @@ class UnitTree:
             tvia, e, _ = self._ids_map_get(template, False)
             via = [template, *tvia]
         return tuple(via), e
+
+    def aliases_of(self, unit: str) -> tuple[str, ...]:
+        """Names that systemd resolves to `unit` through alias links on the search path (a
+        dependent may name the unit by any of them)."""
+        if self._aliases is None:
+            found: dict[str, set[str]] = {}
+            for n in sorted({n for _, _, names in self.dirs for n in names}):
+                own = self.own_entry(n)
+                if own is None or own.kind != EntryKind.ALIAS:
+                    continue
+                via, e = self.resolve(n)
+                if via and e is not None:
+                    found.setdefault(via[-1], set()).add(n)
+            self._aliases = {k: tuple(sorted(v)) for k, v in found.items()}
+        return self._aliases.get(unit, ())
 
     def names_matching(self, prefix: str, suffix: str) -> set[str]:
         return {
@@ -664,7 +680,7 @@ def observe(
     if systemd is None:
         if deps is not None:
             obs = {
-                n: _with_dependents(o, deps, None, {})
+                n: _with_dependents(o, deps, None, {}, tree.aliases_of(o.unit))
                 if deps_of_masked or n in deps_for or _may_mask(o)
                 else o
                 for n, o in obs.items()
@@ -709,7 +725,7 @@ def observe(
             # systemd reports a unit under its Id: an alias's state is the unit it names.
             out[n] = replace(o, live=live.get(o.live_name))
         if deps is not None and (deps_of_masked or n in deps_for or _may_mask(o)):
-            out[n] = _with_dependents(out[n], deps, systemd, in_memory)
+            out[n] = _with_dependents(out[n], deps, systemd, in_memory, tree.aliases_of(o.unit))
     return out
 
 
@@ -724,8 +740,12 @@ def _with_dependents(
     index: DependencyIndex,
     systemd: SystemdReader | None,
     in_memory: dict[str, LiveState],
+    aliases: tuple[str, ...] = (),
 ) -> UnitObservation:
-    found = [d for n in (o.unit, *o.alias_chain) for d in index.dependents(n)]
+    # A dependent may name the unit by any alias: `Requires=vb.service` fails as surely as
+    # `Requires=b.service` once b.service is masked.
+    names = dict.fromkeys((o.unit, *o.alias_chain, *aliases))
+    found = [d for n in names for d in index.dependents(n)]
     live = in_memory.get(o.unit)
     if systemd is not None and live is not None and live.running and _may_mask(o):
         # Only systemd knows implicit dependencies, but asking costs ~1.5 ms a unit: ask about
@@ -735,7 +755,7 @@ def _with_dependents(
         found = merge(found, systemd.reverse_dependencies(o.unit))
     states = []
     for d in found:
-        if d.dependent in (o.unit, *o.alias_chain):
+        if d.dependent in names:
             continue
         live = in_memory.get(d.dependent)
         active = None if systemd is None else (live is not None and live.running)

@@ -90,3 +90,22 @@ def test_a_rule_never_lands_on_a_unit_its_name_does_not_load(tmp_path: Path) -> 
     assert p.obs.unit == "p.service"
     assert not p.actions
     assert p.compliant
+
+
+def test_a_dependent_that_names_the_unit_by_an_alias_blocks_its_mask(tmp_path: Path) -> None:
+    build(
+        tmp_path,
+        (
+            ("/usr/lib/systemd/system/b.service", "unit", ""),
+            ("/usr/lib/systemd/system/vb.service", "link", "b.service"),
+            ("/usr/lib/systemd/system/d.service", "requires", "vb.service"),
+            (
+                "/etc/systemd/system/multi-user.target.wants/d.service",
+                "link",
+                "/usr/lib/systemd/system/d.service",
+            ),
+        ),
+    )
+    u = _plan(tmp_path, "version: 1\nmask: [b.service]\n")["b.service"]
+    assert not u.actions
+    assert "would fail without it: d.service" in u.refusal
