@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -27,7 +26,7 @@ from masktool.backend import ApplyResult, Change
 from masktool.backend.live import apply_live
 from masktool.deps import DependencyIndex
 from masktool.engine import observe_and_plan
-from masktool.files import TEMP_PREFIX, NotAMaskError, remove_mask, write_mask
+from masktool.files import TEMP_PREFIX
 from masktool.journal import (
     Sender,
     apply_entries,
@@ -51,9 +50,10 @@ from masktool.policy import (
     PolicyError,
     load_policy,
 )
+from masktool.sentry import Sentry, SentryGone
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.tree import Tree
-from masktool.units import ETC_DIR, ETC_SEARCH_DIR, RUN_DIR, is_instance, template_of
+from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
 from masktool.watch import HandlerError, Overflow, PolicyEvent, UnitEvent, Watcher, WatchItem
 
 Notify = Callable[[str], None]
@@ -126,8 +126,10 @@ class Daemon:
         self._flaps: dict[str, _Flap] = {}
         self._expected: dict[tuple[str, str], list[float]] = {}  # (path, kind) -> expiries
         self._expected_lock = threading.Lock()
-        self._guard: dict[str, str] = {}  # unit -> "mask"/"unmask": what _react may do
-        self._fast: dict[str, tuple[str, Change]] = {}  # put back by _react: was, change
+        self._guard: dict[str, str] = {}  # unit -> "mask"/"unmask": what the sentry may do
+        self._fast: dict[str, tuple[str, Change]] = {}  # put back by the sentry: was, change
+        self._sentry: Sentry | None = None
+        self._sentry_due: float | None = None  # when to try starting it again
         self._reported: dict[str, str] = {}  # unit -> last refusal/drift journaled for it
         self._names: dict[str, set[str]] = {}  # entry name -> policy units it concerns
         self._mask_names: set[str] = set()  # every name the policy masks, resolved or not
@@ -148,6 +150,7 @@ class Daemon:
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         self._load_policy()
+        self._start_sentry()
         self._restart_watcher()
         # Drift made while the daemon was down is fixed before it reports ready.
         self._reconcile(None, time.monotonic())
@@ -157,6 +160,8 @@ class Daemon:
                 self._step()
         finally:
             self.notify("STOPPING=1")
+            if self._sentry is not None:
+                self._sentry.stop()
             if self._watcher is not None:
                 self._watcher.stop()
         return 0
@@ -173,6 +178,8 @@ class Daemon:
             deadlines.append(self._policy_due)
         if self._ping_due is not None:
             deadlines.append(self._ping_due)
+        if self._sentry_due is not None:
+            deadlines.append(self._sentry_due)
         deadlines.extend(f.quiet_until for f in self._flaps.values() if f.quiet_until > now)
         timeout = max(0.0, min(deadlines) - now)
         try:
@@ -200,6 +207,11 @@ class Daemon:
                 [error_entry("inotify queue overflowed; events were lost: reconciling every unit")]
             )
             self._full_due = time.monotonic()
+        elif isinstance(item, SentryGone):
+            if not self.stopping:
+                # Events may have been lost with it: look at everything once it watches again.
+                self._start_sentry()
+                self._full_due = time.monotonic()
         elif isinstance(item, HandlerError):
             self._journal([error_entry(item.message)])
 
@@ -215,6 +227,8 @@ class Daemon:
             if self._load_policy():
                 self._restart_watcher()  # the new policy may include files elsewhere
                 self._full_due = now
+        if self._sentry_due is not None and now >= self._sentry_due:
+            self._start_sentry()
         if now >= self._full_due:
             self._reconcile(None, now)
         elif self._pending_since is not None and now >= self._pending_since + self.cfg.coalesce:
@@ -244,9 +258,11 @@ class Daemon:
         if not units:
             return
         if ev.fixed == "mask":
+            self._expect_own_writes([(path, "created")])
             change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
             self._fast[ev.name] = ("unmasked", change)
         elif ev.fixed == "unmask":
+            self._expect_own_writes([(path, "deleted")])
             change = Change(ev.name, "unmask", f"unlink (direct) {path}", path)
             self._fast[ev.name] = ("masked", change)
         self.stats.last_event = f"{ev.kind} {path} at {_wallclock()}"
@@ -254,52 +270,46 @@ class Daemon:
         if self._pending_since is None:
             self._pending_since = ev.at
 
-    def _react(self, ev: UnitEvent) -> UnitEvent:
-        """On the watching thread, as the event is read: undo a removed mask (or an added one)
-        in /etc at once, by writing the link itself.
-
-        `systemctl unmask X` removes the link and then asks for a daemon-reload. A mask written
-        over D-Bus would queue behind that reload at PID 1 and need a second one; a link written
-        here within a millisecond is in place when the reload reads the directory, so X never
-        stops being masked. Done here, not on the daemon's thread, it never waits behind a
-        reconcile in progress (with a reload or a stop job, that is 100 ms or more: time enough
-        for `systemctl start X`). The reconcile that follows verifies it with systemd and
-        journals it; if the write fails, that reconcile does the work."""
-        path = f"{ev.directory}/{ev.name}"
-        action = self._guard.get(ev.name)
-        if action is None or ev.directory != ETC_DIR or ev.kind == "closed":
-            return ev
+    def _start_sentry(self) -> None:
+        """The process that watches the unit directories and puts masks back at once
+        (masktool.sentry). If it cannot be started, the daemon says so and tries again."""
+        if self._sentry is not None:
+            self._sentry.stop()
+            self._sentry = None
+        sentry = Sentry([ETC_DIR, RUN_DIR], self.queue.put)
         try:
-            if ev.kind == "deleted" and action == "mask":
-                if write_mask(HOST, ETC_SEARCH_DIR, ev.name):
-                    self._expect_own_writes([(path, "created")])
-                    return replace(ev, fixed="mask")
-            elif (
-                ev.kind == "created"
-                and action == "unmask"
-                # Only a link is put back here. A new 0-byte file is what `cp`, `>` and
-                # editors create before they write: the reconcile decides once it is settled.
-                and stat.S_ISLNK(os.lstat(path).st_mode)
-                and remove_mask(HOST, ETC_SEARCH_DIR, ev.name)
-            ):
-                self._expect_own_writes([(path, "deleted")])
-                return replace(ev, fixed="unmask")
-        except (OSError, NotAMaskError):
-            pass  # e.g. a unit file was put there: the reconcile reports the conflict
-        return ev
+            sentry.start()
+        except OSError as e:
+            sentry.stop()
+            self.stats.errors += 1
+            self._journal(
+                [
+                    error_entry(
+                        f"cannot watch the unit directories ({e}): drift is fixed at each "
+                        f"reconcile only; trying again in {self.cfg.retry_delay:.0f}s"
+                    )
+                ]
+            )
+            self._sentry_due = time.monotonic() + self.cfg.retry_delay
+            self._full_due = min(self._full_due, self._sentry_due)
+            return
+        self._sentry, self._sentry_due = sentry, None
+        sentry.arm(self._guard)
 
     def _arm(self) -> None:
-        """What _react may do, by unit name: a new dict each time (the watching thread reads
-        it while this thread replaces it)."""
+        """What the sentry may do at once, by unit name; sent to it when it changes."""
         pol = self.policy
-        if pol is None or pol.mode != "enforce":
-            self._guard = {}
-            return
-        self._guard = {
-            r.unit: r.action
-            for r in pol.rules
-            if r.unit not in self._refused and (r.action == "unmask" or not r.runtime)
-        }
+        guard: dict[str, str] = {}
+        if pol is not None and pol.mode == "enforce":
+            guard = {
+                r.unit: r.action
+                for r in pol.rules
+                if r.unit not in self._refused and (r.action == "unmask" or not r.runtime)
+            }
+        if guard != self._guard:
+            self._guard = guard
+            if self._sentry is not None:
+                self._sentry.arm(guard)
 
     def _consume_expected(self, path: str, kind: str, at: float) -> bool:
         with self._expected_lock:
@@ -360,7 +370,7 @@ class Daemon:
             if self._watcher.policy_dirs == [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]:
                 return
             self._watcher.stop()
-        self._watcher = Watcher([ETC_DIR, RUN_DIR], dirs, self.queue.put, self._react)
+        self._watcher = Watcher([], dirs, self.queue.put)
         self._watcher.start()
 
     # -- reconciling -------------------------------------------------------------------------

@@ -201,9 +201,20 @@ def test_kill_9_then_restart_converges(daemon: Host) -> None:
     pid = main_pid(daemon)
     daemon.sb.run(["kill", "-9", pid])
     daemon.etc("dz-b.service").unlink()
-    wait_until("restarted and put back", lambda: masked_link(daemon, "dz-b.service"), 20)
-    new = main_pid(daemon)
-    assert new not in (pid, "0")
+    # The watching process may put it back before it notices the daemon is gone; the
+    # restarted daemon must be running and the mask in place either way.
+    wait_until(
+        "restarted and put back",
+        lambda: main_pid(daemon) not in (pid, "0") and masked_link(daemon, "dz-b.service"),
+        20,
+    )
+    wait_until(
+        "ready again",
+        lambda: (
+            daemon.systemctl("is-active", "masktool.service", check=False).stdout.strip()
+            == "active"
+        ),
+    )
 
 
 def test_daemon_reexec_is_survived(daemon: Host) -> None:
@@ -265,6 +276,22 @@ def test_a_flapping_unit_is_never_left_unenforced(daemon: Host) -> None:
     # Every other unit is enforced as before.
     daemon.systemctl("unmask", "dz-keep.service")
     wait_until("other unit enforced", lambda: masked_link(daemon, "dz-keep.service"))
+
+
+def test_the_watching_process_killed_is_started_again(daemon: Host) -> None:
+    def sentry() -> str:
+        return daemon.sb.run(["pgrep", "-f", "masktool.sentry"], check=False).stdout.strip()
+
+    first = sentry()
+    assert first, "no watching process"
+    daemon.sb.run(["kill", "-9", first])
+    wait_until("a new watching process", lambda: sentry() not in ("", first))
+    daemon.etc("dz-b.service").unlink()
+    wait_until("put back by the new one", lambda: masked_link(daemon, "dz-b.service"))
+    assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+    assert daemon.journal(
+        "-u", "masktool.service", "MESSAGE=masktool: the watching process ended; starting it again"
+    )
 
 
 def test_watchdog_pings_keep_it_alive(daemon: Host) -> None:

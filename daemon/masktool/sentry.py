@@ -1,0 +1,184 @@
+"""The fast put-back, in a process of its own.
+
+`systemctl unmask X` removes the link and then asks PID 1 for a daemon-reload; `rm` of the link
+followed by `systemctl daemon-reload` does the same by hand. A mask written back before that
+reload reads the directory keeps X masked, and a `systemctl start X` right after is refused.
+That takes a millisecond or two, but only if nothing else holds the interpreter: pystemd keeps
+Python's global lock while it waits for a D-Bus reply, and a reply waits while PID 1 reloads
+(100 ms and more), so a put-back on a thread of the daemon's process could wait that long behind
+the daemon's own calls, and the start got through (tried: 1 in a few hundred).
+
+So the unit directories are watched by a small child process that does nothing else: it reads
+the inotify events, puts back a removed mask (or removes an added one) for the names the daemon
+gave it, and passes every event on to the daemon, saying what it did. The daemon verifies,
+journals and does everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, replace
+
+from masktool.files import NotAMaskError, remove_mask, write_mask
+from masktool.tree import Tree
+from masktool.units import ETC_DIR, ETC_SEARCH_DIR
+from masktool.watch import HandlerError, Overflow, UnitEvent, Watcher, WatchItem
+
+HOST = Tree("/")
+
+
+def react(ev: UnitEvent, guard: dict[str, str]) -> UnitEvent:
+    """Undo a removed mask (or an added one) in /etc at once, by writing the link itself.
+    `guard` maps unit names to "mask" or "unmask": what may be done for them here."""
+    action = guard.get(ev.name)
+    if action is None or ev.directory != ETC_DIR or ev.kind == "closed":
+        return ev
+    path = f"{ev.directory}/{ev.name}"
+    try:
+        if ev.kind == "deleted" and action == "mask":
+            if write_mask(HOST, ETC_SEARCH_DIR, ev.name):
+                return replace(ev, fixed="mask")
+        elif (
+            ev.kind == "created"
+            and action == "unmask"
+            # Only a link is put back here. A new 0-byte file is what `cp`, `>` and editors
+            # create before they write: the daemon decides once it is settled.
+            and stat.S_ISLNK(os.lstat(path).st_mode)
+            and remove_mask(HOST, ETC_SEARCH_DIR, ev.name)
+        ):
+            return replace(ev, fixed="unmask")
+    except (OSError, NotAMaskError):
+        pass  # e.g. a unit file was put there: the daemon's reconcile reports the conflict
+    return ev
+
+
+def _encode(item: WatchItem) -> str:
+    if isinstance(item, UnitEvent):
+        return json.dumps({"t": "unit", **asdict(item)})
+    if isinstance(item, Overflow):
+        return json.dumps({"t": "overflow", "at": item.at})
+    if isinstance(item, HandlerError):
+        return json.dumps({"t": "error", "message": item.message})
+    return json.dumps({"t": "error", "message": f"unexpected event {item!r}"})
+
+
+def _decode(line: str) -> WatchItem:
+    d = json.loads(line)
+    t = d.pop("t")
+    if t == "unit":
+        return UnitEvent(**d)
+    if t == "overflow":
+        return Overflow(d["at"])
+    return HandlerError(str(d["message"]))
+
+
+def main(dirs: list[str]) -> None:
+    """The child: watch `dirs`, put masks back for the names on the last line of stdin (a
+    JSON object: name -> "mask" | "unmask"), write every event to stdout as a JSON line."""
+    guard: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def send(item: WatchItem) -> None:
+        line = _encode(item) + "\n"
+        with lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def guarded(ev: UnitEvent) -> UnitEvent:
+        return react(ev, guard)
+
+    logging.basicConfig(level=logging.WARNING)  # watchdog's overflow warning, to the journal
+    watcher = Watcher(dirs, [], send, guarded)
+    watcher.start()
+    with lock:  # watching: the daemon may now say it is ready
+        sys.stdout.write(json.dumps({"t": "ready"}) + "\n")
+        sys.stdout.flush()
+    try:
+        for line in sys.stdin:
+            guard = json.loads(line)  # a new dict each time: `guarded` reads the current one
+    finally:
+        watcher.stop()  # stdin closed: the daemon is gone, and so is this process
+
+
+class SentryGone(HandlerError):
+    """The child ended: the daemon starts another and reconciles everything."""
+
+    def __init__(self) -> None:
+        super().__init__("the watching process ended")
+
+
+class Sentry:
+    """The child process (see the module's text), seen from the daemon."""
+
+    def __init__(self, dirs: list[str], sink: Callable[[WatchItem], None]) -> None:
+        self.dirs = dirs
+        self.sink = sink
+        self._proc: subprocess.Popen[str] | None = None
+        self._guard: dict[str, str] = {}
+        self._ready = threading.Event()
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the child, and return once it watches: drift made after this is seen."""
+        # The child finds masktool where this process found it.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "masktool.sentry", *self.dirs],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="surrogateescape",
+            env=env,
+            close_fds=True,
+        )
+        self._proc = proc
+        self._ready.clear()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+        self.arm(self._guard)
+        if not self._ready.wait(timeout):
+            raise OSError(f"the watching process did not start watching within {timeout:.0f}s")
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith('{"t": "ready"'):
+                self._ready.set()
+                continue
+            self.sink(_decode(line))
+        if proc is self._proc:
+            self.sink(HandlerError("the watching process ended; starting it again"))
+            self.sink(SentryGone())
+
+    def arm(self, guard: dict[str, str]) -> None:
+        self._guard = guard
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            # If it ended, _read reports it and the daemon starts a new one.
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.write(json.dumps(guard) + "\n")
+                proc.stdin.flush()
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
