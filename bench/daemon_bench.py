@@ -107,6 +107,15 @@ def _ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
 
 
+def _service_pids(pid: int) -> list[int]:
+    """`pid` and its descendants."""
+    out = [pid]
+    for p in out:
+        kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        out.extend(int(k) for k in kids)
+    return out
+
+
 def _rss_kib(pid: int) -> int:
     m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(m.group(1)) if m else -1
@@ -175,11 +184,12 @@ def inside(repeat: int, idle: float) -> dict[str, Any]:
     storm_reloads = _status_reloads() - reloads_before
 
     time.sleep(2)  # let the journal and everything else settle
-    pid = _main_pid()
-    ticks0 = _ticks(pid)
+    # The daemon and its watching process (masktool.sentry): the service's cost is both.
+    pids = _service_pids(_main_pid())
+    ticks0 = sum(_ticks(p) for p in pids)
     time.sleep(idle)
-    idle_ticks = _ticks(pid) - ticks0
-    rss = _rss_kib(pid)
+    idle_ticks = sum(_ticks(p) for p in pids) - ticks0
+    rss = sum(_rss_kib(p) for p in pids)
     med = statistics.median
     return {
         "repeat": repeat,
@@ -220,7 +230,7 @@ def report(r: dict[str, Any]) -> str:
         ),
         ("daemon-reloads masktool caused in the storm", str(s["reloads_by_masktool"]), "<= 2"),
         (f"idle CPU over {i['seconds']:.0f} s", f"{i['cpu_ticks']} ticks", "0"),
-        ("resident memory", f"{i['rss_mib']:.1f} MiB", "<= 35 MiB"),
+        ("resident memory (daemon and watching process)", f"{i['rss_mib']:.1f} MiB", "<= 35 MiB"),
     ]
     head = f"medians of {r['repeat']} runs, masktool.service in a booted systemd 252, in-process"
     lines = [head, "| measure | figure | goal |", "|---|---:|---:|"]
