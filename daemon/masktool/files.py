@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 import signal
 import stat
 import time
@@ -294,7 +293,7 @@ def _unlink_same(
 ) -> None:
     """Remove `name` only if it is still the inode `expect`: rename it aside, compare, then
     unlink; anything else found is put back under its name."""
-    tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    tmp = f"{TEMP_PREFIX}{os.urandom(8).hex()}"
     os.rename(name, tmp, src_dir_fd=dfd, dst_dir_fd=dfd)
     moved = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
     same = (moved.st_dev, moved.st_ino) == (expect.st_dev, expect.st_ino)
@@ -472,7 +471,7 @@ class _Move:
 
 def _copy_and_remove(tree: Tree, m: _Move, src: int | None) -> str:
     sfd, unit, st, ddir = m.sfd, m.unit, m.st, m.ddir
-    tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    tmp = f"{TEMP_PREFIX}{os.urandom(8).hex()}"
     try:
         if src is None:
             os.symlink(os.readlink(unit, dir_fd=sfd), tmp, dir_fd=ddir)
