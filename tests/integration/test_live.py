@@ -424,3 +424,24 @@ def test_a_rule_about_one_instance_never_changes_the_template(host: Host) -> Non
         assert "masked by its template's mask" in u["refusal"], u
         assert not u["compliant"]
         assert host.show(name)["LoadState"] == "masked"
+
+
+def test_one_enable_that_fails_does_not_keep_the_others_from_being_enabled(host: Host) -> None:
+    # EnableUnitFiles stops at the first unit that fails; the others must still be enabled,
+    # and the error must name the unit that failed.
+    install = "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+    host.vendor_unit("t40-bad.service", install + "Alias=t40-clash.service\n")
+    host.vendor_unit("t40-good.service", install)
+    host.sb.write("/etc/systemd/system/t40-clash.service", "[Service]\nExecStart=/bin/true\n")
+    for u in ("t40-bad.service", "t40-good.service"):
+        os.symlink("/dev/null", host.etc(u))
+    host.systemctl("daemon-reload")
+    p = host.policy(
+        "t40",
+        "version: 1\nunmask:\n  - unit: t40-bad.service\n    enable: true\n"
+        "  - unit: t40-good.service\n    enable: true\n",
+    )
+    rc, doc = host.json("apply", "--policy", p)
+    assert host.show("t40-good.service")["UnitFileState"] == "enabled", doc["errors"]
+    assert rc == 1
+    assert [e["unit"] for e in doc["errors"]] == ["t40-bad.service"], doc["errors"]

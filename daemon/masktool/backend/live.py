@@ -113,9 +113,15 @@ def _batch(
     try:
         changes = call(names)
     except SystemdError as e:
-        # One unit that fails makes the whole call raise although the rest were done; the
-        # list of changes is lost. Verification re-reads every unit.
-        res.error("", f"{what} of {len(names)} unit(s) failed: {e}")
+        if len(names) == 1:
+            res.error(names[0], f"{what} failed: {e}")
+            return
+        # One unit that fails makes the whole call raise, and the list of changes is lost;
+        # the rest may be done (MaskUnitFiles) or not (EnableUnitFiles stops at the first).
+        # Each again on its own: the failure is then the failing unit's, and the others are
+        # done. Verification re-reads every unit anyway.
+        for name in names:
+            _batch(res, what, [name], call)
         return
     for kind, path, dest in changes:
         unit = path.rsplit("/", 1)[-1]
