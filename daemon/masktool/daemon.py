@@ -54,7 +54,15 @@ from masktool.sentry import Sentry, SentryGone
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.tree import Tree
 from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
-from masktool.watch import HandlerError, Overflow, PolicyEvent, UnitEvent, Watcher, WatchItem
+from masktool.watch import (
+    HandlerError,
+    Overflow,
+    PolicyEvent,
+    Rewatched,
+    UnitEvent,
+    Watcher,
+    WatchItem,
+)
 
 Notify = Callable[[str], None]
 
@@ -205,6 +213,16 @@ class Daemon:
         elif isinstance(item, Overflow):
             self._journal(
                 [error_entry("inotify queue overflowed; events were lost: reconciling every unit")]
+            )
+            self._full_due = time.monotonic()
+        elif isinstance(item, Rewatched):
+            self._journal(
+                [
+                    error_entry(
+                        f"{item.directory} was replaced; watching it again and reconciling "
+                        "every unit"
+                    )
+                ]
             )
             self._full_due = time.monotonic()
         elif isinstance(item, SentryGone):

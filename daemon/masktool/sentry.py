@@ -24,13 +24,18 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.inotify import InotifyObserver
 
 from masktool.files import NotAMaskError, remove_mask, write_mask
 from masktool.tree import Tree
 from masktool.units import ETC_DIR, ETC_SEARCH_DIR
-from masktool.watch import HandlerError, Overflow, UnitEvent, Watcher, WatchItem
+from masktool.watch import HandlerError, Overflow, Rewatched, UnitEvent, Watcher, WatchItem
 
 HOST = Tree("/")
 
@@ -63,6 +68,8 @@ def react(ev: UnitEvent, guard: dict[str, str]) -> UnitEvent:
 def _encode(item: WatchItem) -> str:
     if isinstance(item, UnitEvent):
         return json.dumps({"t": "unit", **asdict(item)})
+    if isinstance(item, Rewatched):
+        return json.dumps({"t": "rewatched", "directory": item.directory, "at": item.at})
     if isinstance(item, Overflow):
         return json.dumps({"t": "overflow", "at": item.at})
     if isinstance(item, HandlerError):
@@ -77,7 +84,24 @@ def _decode(line: str) -> WatchItem:
         return UnitEvent(**d)
     if t == "overflow":
         return Overflow(d["at"])
+    if t == "rewatched":
+        return Rewatched(d["directory"], d["at"])
     return HandlerError(str(d["message"]))
+
+
+class _Parents(FileSystemEventHandler):
+    """Events in the directories that hold the watched ones: a watch follows the directory it
+    was put on, so one renamed over, or removed and made again, is no longer watched."""
+
+    def __init__(self, watched: dict[str, str], changed: Callable[[str], None]) -> None:
+        self.watched = watched  # the path events name -> the directory as the daemon names it
+        self.changed = changed
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        for p in (event.src_path, getattr(event, "dest_path", "")):
+            d = self.watched.get(os.fsdecode(p)) if p else None
+            if d is not None:
+                self.changed(d)
 
 
 def main(dirs: list[str]) -> None:
@@ -96,8 +120,26 @@ def main(dirs: list[str]) -> None:
         return react(ev, guard)
 
     logging.basicConfig(level=logging.WARNING)  # watchdog's overflow warning, to the journal
-    watcher = Watcher(dirs, [], send, guarded)
-    watcher.start()
+    current = [Watcher(dirs, [], send, guarded)]
+    rewatching = threading.Lock()
+
+    def rewatch(d: str) -> None:
+        with rewatching:
+            old = current[0]
+            current[0] = Watcher(dirs, [], send, guarded)
+            current[0].start()
+            old.stop()
+        send(Rewatched(d, time.monotonic()))
+
+    parents = InotifyObserver()
+    # Events name the parent as it really is (links resolved), the child by its own name.
+    watched = {str(Path(d).parent.resolve() / Path(d).name): d for d in dirs}
+    for parent in dict.fromkeys(Path(p).parent for p in watched):
+        if parent.is_dir():
+            parents.schedule(_Parents(watched, rewatch), str(parent), recursive=False)
+    parents.daemon = True
+    parents.start()
+    current[0].start()
     with lock:  # watching: the daemon may now say it is ready
         sys.stdout.write(json.dumps({"t": "ready"}) + "\n")
         sys.stdout.flush()
@@ -105,7 +147,8 @@ def main(dirs: list[str]) -> None:
         for line in sys.stdin:
             guard = json.loads(line)  # a new dict each time: `guarded` reads the current one
     finally:
-        watcher.stop()  # stdin closed: the daemon is gone, and so is this process
+        parents.stop()
+        current[0].stop()  # stdin closed: the daemon is gone, and so is this process
 
 
 class SentryGone(HandlerError):

@@ -56,7 +56,16 @@ class HandlerError:
     message: str
 
 
-WatchItem = UnitEvent | PolicyEvent | Overflow | HandlerError
+@dataclass(frozen=True)
+class Rewatched:
+    """A watched unit directory was replaced (renamed over, removed and made again, made at
+    last): it is watched anew, and what happened meanwhile was not seen."""
+
+    directory: str
+    at: float
+
+
+WatchItem = UnitEvent | PolicyEvent | Overflow | HandlerError | Rewatched
 Sink = Callable[[WatchItem], None]
 React = Callable[[UnitEvent], UnitEvent]
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Host, wait_until
+from tests.integration.conftest import Host, require_boot, wait_until
+from tests.sandbox import Sandbox, install_masktool_service, service_binds
 
 STORM = [f"dz-storm-{i:03d}.service" for i in range(200)]
 BASE_RULES = ["dz-a.service", "dz-b.service", "dz-flap.service", "dz-keep.service", *STORM]
@@ -335,3 +337,35 @@ def test_metrics_textfile_is_kept_up_to_date(daemon: Host) -> None:
     assert fams["masktool_drift_fixed"].samples[0].value >= 1
     assert fams["masktool_policy_load_success"].samples[0].value == 1.0
     assert fams["masktool_last_reconcile_timestamp_seconds"].samples[0].value > time.time() - 600
+
+
+REPLACED = "/etc/systemd/system was replaced; watching it again and reconciling every unit"
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [
+        "cd /etc/systemd && cp -a system system.new && mv system system.old && "
+        "mv system.new system && rm -rf system.old",
+        "cp -a /etc/systemd/system /root/ess && rm -rf /etc/systemd/system && "
+        "cp -a /root/ess /etc/systemd/system && rm -rf /root/ess",
+    ],
+    ids=["renamed-over", "removed-and-made-again"],
+)
+def test_a_replaced_unit_directory_is_watched_again(replace: str) -> None:
+    # Issue 11, item 3: the watch followed the old directory; drift in the new one went
+    # unnoticed until the 10-minute backstop. A sandbox of its own: the shared one holds
+    # other tests' entries.
+    require_boot()
+    with Sandbox(binds=service_binds(Path(sys.executable).parent.parent)) as sb:
+        host = Host(sb)
+        install_masktool_service(sb)
+        host.vendor_unit("dz-r.service")
+        sb.write("/etc/masktool/policy.yaml", "version: 1\nmask: [dz-r.service]\n", 0o644)
+        sb.run(["systemctl", "daemon-reload"])
+        sb.run(["systemctl", "start", "masktool.service"])
+        sb.run(["sh", "-c", replace])
+        wait_until("replacement noticed", lambda: bool(host.journal(f"MASKTOOL_REASON={REPLACED}")))
+        host.etc("dz-r.service").unlink()
+        wait_until("put back in the new directory", lambda: masked_link(host, "dz-r.service"), 2)
+        assert host.systemctl("is-active", "masktool.service").stdout.strip() == "active"
