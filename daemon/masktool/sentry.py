@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
@@ -104,6 +105,33 @@ class _Parents(FileSystemEventHandler):
                 self.changed(d)
 
 
+_IN_Q_OVERFLOW = 0x4000
+
+
+def _notice_overflow(on_overflow: Callable[[], None]) -> None:
+    """Call `on_overflow` when the kernel says inotify's queue overflowed (events were lost).
+
+    watchdog 7.1 logs it (watch.py turns the log into an event); watchdog 2.2.1, which Debian
+    12 ships, drops the event without a word. Both parse the kernel's buffer with one static
+    method of their inotify class (`Inotify` in 2.2.1, `InotifyFD` in 7.1): it is wrapped here
+    to see the overflow record (wd -1, IN_Q_OVERFLOW) go by."""
+    from watchdog.observers import inotify_c
+
+    for cls_name in ("Inotify", "InotifyFD"):
+        cls = getattr(inotify_c, cls_name, None)
+        parse = getattr(cls, "_parse_event_buffer", None) if cls is not None else None
+        if cls is None or parse is None:
+            continue
+
+        def parse_and_notice(buf: bytes, _parse: Callable[[bytes], Any] = parse) -> Any:
+            for record in _parse(buf):
+                if record[0] == -1 and record[1] & _IN_Q_OVERFLOW:
+                    on_overflow()
+                yield record
+
+        cls._parse_event_buffer = staticmethod(parse_and_notice)
+
+
 def main(dirs: list[str]) -> None:
     """The child: watch `dirs`, put masks back for the names on the last line of stdin (a
     JSON object: name -> "mask" | "unmask"), write every event to stdout as a JSON line."""
@@ -120,6 +148,7 @@ def main(dirs: list[str]) -> None:
         return react(ev, guard)
 
     logging.basicConfig(level=logging.WARNING)  # watchdog's overflow warning, to the journal
+    _notice_overflow(lambda: send(Overflow(time.monotonic())))
     current = [Watcher(dirs, [], send, guarded)]
     rewatching = threading.Lock()
 

@@ -67,6 +67,14 @@ def _deliberate(rule: Rule, stderr: str, unit: dict[str, Any] | None) -> bool:
         and f"/{rule.unit}." not in stderr.split("refusing to operate", 1)[1]
     ):
         return True
+    # The name's own entry is a mask of another shape (an alias name's, when the rule follows
+    # the alias to its unit): a mask all the same.
+    if (
+        rule.action == "mask"
+        and any(f'is a symlink to "{t}"' in stderr for t in ("/dev/zero", "../../../dev/null"))
+        and bool(unit["compliant"])
+    ):
+        return True
     # A mask of another shape (a link to /dev/zero, a relative or chained link, an empty file)
     # is a mask: systemctl mask refuses to replace it ("already exists"), masktool accepts it.
     return (
