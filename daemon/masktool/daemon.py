@@ -52,7 +52,6 @@ from masktool.policy import (
 )
 from masktool.sentry import Sentry, SentryGone
 from masktool.systemd_bus import Systemd, SystemdError
-from masktool.tree import Tree
 from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
 from masktool.watch import (
     HandlerError,
@@ -65,8 +64,6 @@ from masktool.watch import (
 )
 
 Notify = Callable[[str], None]
-
-HOST = Tree("/")
 
 
 @dataclass(frozen=True)

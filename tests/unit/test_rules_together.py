@@ -18,7 +18,10 @@ from tests.loader_shapes import E, File, R, U, build
 MASKTOOL = str(Path(sys.executable).parent / "masktool")
 
 
-def _apply(tmp_path: Path, files: tuple[File, ...], policy: str) -> tuple[int, dict[str, Any]]:
+def _run(
+    command: str, tmp_path: Path, files: tuple[File, ...], policy: str
+) -> tuple[int, dict[str, Any]]:
+    """`masktool COMMAND --root` over a tree of `files` with `policy` (without `version: 1`)."""
     root = tmp_path / "root"
     for d in (E, R):
         (root / d.lstrip("/")).mkdir(parents=True)
@@ -27,13 +30,17 @@ def _apply(tmp_path: Path, files: tuple[File, ...], policy: str) -> tuple[int, d
     f.write_text(f"version: 1\n{policy}\n")
     f.chmod(0o644)
     res = subprocess.run(
-        [MASKTOOL, "apply", "--root", str(root), "--policy", str(f), "--json"],
+        [MASKTOOL, command, "--root", str(root), "--policy", str(f), "--json"],
         capture_output=True,
         text=True,
         check=False,
     )
     assert res.stdout, res.stderr
     return res.returncode, json.loads(res.stdout)
+
+
+def _apply(tmp_path: Path, files: tuple[File, ...], policy: str) -> tuple[int, dict[str, Any]]:
+    return _run("apply", tmp_path, files, policy)
 
 
 def _units(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -91,19 +98,10 @@ def test_unmask_of_an_instance_waits_for_the_unmask_of_its_template(tmp_path: Pa
 
 
 def test_check_reports_the_waiting_instance_as_drift_not_as_refused(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    build(root, ((f"{U}/t@.service", "unit", ""), (f"{E}/t@.service", "link", "/dev/null")))
-    f = tmp_path / "p.yaml"
-    f.write_text("version: 1\nunmask: [t@1.service, t@.service]\n")
-    f.chmod(0o644)
-    res = subprocess.run(
-        [MASKTOOL, "check", "--root", str(root), "--policy", str(f), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert res.returncode == 1, res.stderr
-    u = {x["policy_name"]: x for x in json.loads(res.stdout)["units"]}["t@1.service"]
+    files = ((f"{U}/t@.service", "unit", ""), (f"{E}/t@.service", "link", "/dev/null"))
+    rc, doc = _run("check", tmp_path, files, "unmask: [t@1.service, t@.service]")
+    assert rc == 1, doc
+    u = {x["policy_name"]: x for x in doc["units"]}["t@1.service"]
     assert not u["compliant"]
     assert not u["refusal"]
     assert any("which the rule to unmask t@.service removes" in n for n in u["notes"])
@@ -138,18 +136,9 @@ def test_an_instance_does_not_wait_for_an_unmask_that_is_refused(tmp_path: Path)
 
 
 def test_unmask_of_an_alias_whose_unit_this_run_masks_is_refused_up_front(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    build(root, ((f"{U}/b.service", "unit", ""), (f"{U}/vb.service", "link", "b.service")))
-    f = tmp_path / "p.yaml"
-    f.write_text("version: 1\nmask: [b.service]\nunmask: [vb.service]\n")
-    f.chmod(0o644)
-    res = subprocess.run(
-        [MASKTOOL, "check", "--root", str(root), "--policy", str(f), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    u = {x["policy_name"]: x for x in json.loads(res.stdout)["units"]}["vb.service"]
+    files = ((f"{U}/b.service", "unit", ""), (f"{U}/vb.service", "link", "b.service"))
+    _, doc = _run("check", tmp_path, files, "mask: [b.service]\nunmask: [vb.service]")
+    u = {x["policy_name"]: x for x in doc["units"]}["vb.service"]
     assert "disagree; keep one" in u["refusal"]
 
 
