@@ -48,6 +48,7 @@ from masktool.policy import (
     SITE_BUNDLE_DIR,
     Policy,
     PolicyError,
+    Rule,
     load_policy,
 )
 from masktool.sentry import Sentry, SentryGone
@@ -139,6 +140,9 @@ class Daemon:
         self._names: dict[str, set[str]] = {}  # entry name -> policy units it concerns
         self._mask_names: set[str] = set()  # every name the policy masks, resolved or not
         self._refused: set[str] = set()  # rules refused at their last plan: no fast path
+        # Rules derived for the activators of with_triggers units (learned at each plan, the
+        # first right after the policy is loaded): guarded by the sentry like any other.
+        self._activators: dict[str, Rule] = {}
         self._index: DependencyIndex | None = None  # reverse dependencies, rebuilt on change
         self._index_at = 0.0
         self._samples: dict[str, UnitSample] = {}  # last known compliance per unit, for metrics
@@ -318,7 +322,7 @@ class Daemon:
         if pol is not None and pol.mode == "enforce":
             guard = {
                 r.unit: r.action
-                for r in pol.rules
+                for r in (*pol.rules, *self._activators.values())
                 if r.unit not in self._refused and (r.action == "unmask" or not r.runtime)
             }
         if guard != self._guard:
@@ -362,6 +366,7 @@ class Daemon:
         self._names = {}
         self._mask_names = set()
         self._refused = set()
+        self._activators = {}
         for r in new.rules:
             self._names.setdefault(r.unit, set()).add(r.unit)
             if r.action == "mask":
@@ -402,11 +407,10 @@ class Daemon:
         if not rules:
             return
         sub = Policy(pol.mode, tuple(rules))
-        names = [r.unit for r in rules]
         self.stats.reconciles += 1
         try:
             with apply_lock(timeout=60):
-                self._converge(sub, names, since, units)
+                self._converge(sub, since, units)
         except (SystemdError, OSError, LockError) as e:
             self.stats.errors += 1
             self._journal(
@@ -437,9 +441,7 @@ class Daemon:
             self.stats.errors += 1
             self._journal([error_entry(f"cannot write metrics to {self.cfg.metrics}: {e}")])
 
-    def _converge(
-        self, sub: Policy, names: list[str], since: float, asked: set[str] | None
-    ) -> None:
+    def _converge(self, sub: Policy, since: float, asked: set[str] | None) -> None:
         query = sorted(asked) if asked is not None else []
         # Drop-ins written into NAME.d/ directories make no event here (the watch is not
         # recursive): an index older than a minute is read again.
@@ -453,7 +455,9 @@ class Daemon:
                 self._report_once(before, drift_entries(before))
                 return
             self._report_once(before, [])
-            fast = {u: self._fast.pop(u) for u in list(self._fast) if u in names}
+            # By the names planned: with_triggers adds its activators to the rules asked for.
+            planned = {n for u in before.units for n in (u.rule.unit, u.obs.unit)}
+            fast = {u: self._fast.pop(u) for u in list(self._fast) if u in planned}
             if not before.actions and not fast:
                 return
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -503,6 +507,8 @@ class Daemon:
         self._samples.update((s.unit, s) for s in samples(p.units))
         for u in p.units:
             owner = u.rule.trigger_of or u.rule.unit
+            if u.rule.trigger_of:
+                self._activators[u.rule.unit] = u.rule
             for n in (u.obs.unit, *u.obs.alias_chain):
                 self._names.setdefault(n, set()).add(owner)
                 if u.rule.action == "mask":

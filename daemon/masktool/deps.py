@@ -121,6 +121,7 @@ class DependencyIndex:
     def _build(self) -> None:
         self._built = True
         fragments: dict[str, str] = {}
+        beneath: dict[str, str] = {}  # activators masked: their first file below the mask
         dropins: dict[str, list[str]] = {}
         seen_dirs: set[tuple[int, int]] = set()
         for d in SEARCH_PATH:
@@ -159,7 +160,10 @@ class DependencyIndex:
                             f"{sub}/{c}" for c in sorted(self._listdir(sub)) if c.endswith(".conf")
                         )
                     continue
-                if name in fragments or unit_name_error(name) is not None:
+                masked_above = name in fragments and not fragments[name]
+                if (name in fragments and not masked_above) or unit_name_error(name) is not None:
+                    continue
+                if masked_above and (name in beneath or unit_type(name) not in _ACTIVATORS):
                     continue
                 path = self._resolve(inside, e)
                 try:
@@ -167,10 +171,22 @@ class DependencyIndex:
                 except OSError:
                     fst = None
                 # A mask, a dangling link or anything but a non-empty file is no unit file.
-                if fst is not None and stat.S_ISREG(fst.st_mode) and fst.st_size > 0:
-                    fragments[name] = path or ""
+                real = fst is not None and stat.S_ISREG(fst.st_mode) and fst.st_size > 0
+                if masked_above:
+                    if real:
+                        beneath[name] = path or ""
                 else:
-                    fragments[name] = ""
+                    fragments[name] = (path or "") if real else ""
+        # An activator masked (by with_triggers, say) still starts its unit once unmasked: the
+        # file beneath its mask says which one, so that the mask is known to be the unit's
+        # activator's, after a restart too. Only Triggers is read from it: a masked unit pulls
+        # nothing in.
+        for unit, path in beneath.items():
+            settings = _parse(path)
+            for extra in dropins.get(unit, []):
+                for k, v in _parse(extra).items():
+                    settings.setdefault(k, []).extend(v)
+            self._triggers(unit, settings, path)
         for unit, path in fragments.items():
             if not path:
                 continue
@@ -181,15 +197,19 @@ class DependencyIndex:
             for kind in (*HARD, *SOFT):
                 for target in settings.get(f"Unit.{kind}", []):
                     self._add(unit, kind, target, path)
-            t = unit_type(unit)
-            if t in _ACTIVATORS:
-                section = t.capitalize()
-                named = settings.get(f"{section}.{_ACTIVATORS[t]}", [])
-                stem = unit[: unit.rfind(".")]
-                accept = settings.get("Socket.Accept", ["no"])[-1].lower() in ("yes", "true", "1")
-                default = f"{stem}@.service" if accept else f"{stem}.service"
-                for target in named[-1:] or [default]:
-                    self._add(unit, "Triggers", target, path)
+            self._triggers(unit, settings, path)
+
+    def _triggers(self, unit: str, settings: dict[str, list[str]], path: str) -> None:
+        t = unit_type(unit)
+        if t not in _ACTIVATORS:
+            return
+        section = t.capitalize()
+        named = settings.get(f"{section}.{_ACTIVATORS[t]}", [])
+        stem = unit[: unit.rfind(".")]
+        accept = settings.get("Socket.Accept", ["no"])[-1].lower() in ("yes", "true", "1")
+        default = f"{stem}@.service" if accept else f"{stem}.service"
+        for target in named[-1:] or [default]:
+            self._add(unit, "Triggers", target, path)
 
     def dependents(self, unit: str) -> list[Dependency]:
         if not self._built:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -135,6 +136,10 @@ def _notice_overflow(on_overflow: Callable[[], None]) -> None:
 def main(dirs: list[str]) -> None:
     """The child: watch `dirs`, put masks back for the names on the last line of stdin (a
     JSON object: name -> "mask" | "unmask"), write every event to stdout as a JSON line."""
+    # `systemctl kill -s HUP masktool` (and Ctrl-C on a daemon run by hand) reaches this
+    # process too: a reload is the daemon's business, and this one ends when its stdin does.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     guard: dict[str, str] = {}
     lock = threading.Lock()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Host, require_boot, wait_until
+from tests.integration.conftest import VENDOR_DIR, Host, require_boot, wait_until
 from tests.sandbox import Sandbox, install_masktool_service, service_binds
 
 STORM = [f"dz-storm-{i:03d}.service" for i in range(200)]
@@ -237,6 +237,29 @@ def test_dbus_restart_is_survived(daemon: Host) -> None:
     assert main_pid(daemon) == pid
 
 
+def test_an_activator_is_enforced_after_a_restart(daemon: Host) -> None:
+    """A socket masked through with_triggers is known from the file beneath its mask: after a
+    restart it is guarded, put back at once, journaled under its name and checked."""
+    daemon.vendor_unit("dz-trig.service")
+    daemon.sb.write(f"{VENDOR_DIR}/dz-trig.socket", "[Socket]\nListenStream=/run/dz-trig.sock\n")
+    daemon.systemctl("daemon-reload")
+    write_policy(daemon, policy_text("  - unit: dz-trig.service\n    with_triggers: true\n"))
+    try:
+        wait_until("socket masked", lambda: masked_link(daemon, "dz-trig.socket"))
+        daemon.systemctl("restart", "masktool.service")
+        daemon.systemctl("unmask", "dz-trig.socket")
+        wait_until("socket put back", lambda: masked_link(daemon, "dz-trig.socket"), 3)
+        wait_until(
+            "put-back journaled under the socket",
+            lambda: bool(daemon.journal("-u", "dz-trig.socket", "MASKTOOL_ACTION=mask")),
+        )
+        out = daemon.masktool_run("check", "--policy", "/etc/masktool/policy.yaml").stdout
+        assert re.search(r"^ok\s+dz-trig\.socket\s+masked", out, re.M), out
+    finally:
+        write_policy(daemon, policy_text())
+        daemon.systemctl("unmask", "dz-trig.socket", "dz-trig.service", check=False)
+
+
 def test_storm_of_200_unmasks(daemon: Host) -> None:
     reloads_before = int(re.search(r"reloads (\d+)", status(daemon)).group(1))  # type: ignore[union-attr]
     daemon.systemctl("unmask", *STORM)
@@ -280,9 +303,27 @@ def test_a_flapping_unit_is_never_left_unenforced(daemon: Host) -> None:
     wait_until("other unit enforced", lambda: masked_link(daemon, "dz-keep.service"))
 
 
+def sentry_pid(daemon: Host) -> str:
+    return daemon.sb.run(["pgrep", "-f", "masktool.sentry"], check=False).stdout.strip()
+
+
+def test_a_hangup_sent_to_every_process_of_the_unit_is_a_reload(daemon: Host) -> None:
+    """`systemctl kill -s HUP` signals the watching process too: it must not end it."""
+    child = sentry_pid(daemon)
+    loaded = len(daemon.journal("MASKTOOL_ACTION=policy-loaded"))
+    daemon.systemctl("kill", "-s", "HUP", "masktool.service")
+    wait_until(
+        "policy reloaded", lambda: len(daemon.journal("MASKTOOL_ACTION=policy-loaded")) > loaded
+    )
+    time.sleep(0.2)
+    assert sentry_pid(daemon) == child
+    daemon.etc("dz-b.service").unlink()
+    wait_until("put back by the same one", lambda: masked_link(daemon, "dz-b.service"))
+
+
 def test_the_watching_process_killed_is_started_again(daemon: Host) -> None:
     def sentry() -> str:
-        return daemon.sb.run(["pgrep", "-f", "masktool.sentry"], check=False).stdout.strip()
+        return sentry_pid(daemon)
 
     first = sentry()
     assert first, "no watching process"

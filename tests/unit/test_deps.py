@@ -54,3 +54,28 @@ def test_unit_file_settings_dirs_dropins_and_activators(tmp_path: Path) -> None:
     assert not idx.enabled("lib.service")  # its link is in /usr: static, not enabled
     hard = [d for d in idx.dependents("lib.service") if d.hard]
     assert {d.kind for d in hard} == {"Requires", "BindsTo"}
+
+
+def test_a_masked_activator_still_names_the_unit_it_starts(tmp_path: Path) -> None:
+    """Read from the file beneath the mask (drop-ins included): only Triggers, nothing else."""
+    usr = "/usr/lib/systemd/system"
+    _w(tmp_path, f"{usr}/a.socket", "[Unit]\nRequires=lib.service\n[Socket]\nListenStream=/x\n")
+    _w(tmp_path, f"{usr}/b.timer", "[Timer]\nOnCalendar=daily\n")
+    _w(tmp_path, "/etc/systemd/system/b.timer.d/u.conf", "[Timer]\nUnit=other.service\n")
+    _w(tmp_path, f"{usr}/c.service", "[Unit]\nRequires=lib.service\n")
+    etc = tmp_path / "etc/systemd/system"
+    for name in ("a.socket", "b.timer", "c.service"):
+        os.symlink("/dev/null", etc / name)
+    # A runtime mask above a mask in /etc: the file is still found further down.
+    (tmp_path / "run/systemd/system").mkdir(parents=True)
+    os.symlink("/dev/null", tmp_path / "run/systemd/system/a.socket")
+
+    idx = DependencyIndex(str(tmp_path))
+    assert [(d.dependent, d.kind) for d in idx.dependents("a.service")] == [
+        ("a.socket", "Triggers")
+    ]
+    assert [(d.dependent, d.kind) for d in idx.dependents("other.service")] == [
+        ("b.timer", "Triggers")
+    ]
+    assert idx.dependents("lib.service") == []
+    assert idx.dependents("b.service") == []
