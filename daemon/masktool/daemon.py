@@ -9,6 +9,7 @@ Nothing polls: with no events and no WatchdogSec the process sleeps until the ba
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from types import FrameType
 
+from masktool import lastgood
 from masktool.backend import ApplyResult, Change
 from masktool.backend.live import apply_live
 from masktool.deps import DependencyIndex
@@ -93,6 +95,7 @@ class Stats:
     errors: int = 0
     reconciles: int = 0
     reloads: int = 0
+    journal_lost: int = 0  # entries journald did not take
     last_event: str = "none"
 
 
@@ -147,6 +150,8 @@ class Daemon:
         self._index_at = 0.0
         self._samples: dict[str, UnitSample] = {}  # last known compliance per unit, for metrics
         self._policy_ok = False
+        self._policy_source = "none"  # files, saved (the copy on disk) or none: for metrics
+        self._rejected = ""  # the first problem of the policy files, while they are rejected
         self._last_reconcile = 0.0
         self._reconnects = systemd.reconnects
         interval = _watchdog_interval()
@@ -352,14 +357,49 @@ class Daemon:
     # -- policy ------------------------------------------------------------------------------
 
     def _load_policy(self) -> bool:
+        """Read the policy files; on success enforce them and keep a copy on disk. On any
+        failure keep what is in force; at start, with nothing in force, the saved copy.
+        Returns whether the policy in force changed."""
         try:
             new = load_policy(self.cfg.policy_args, "/")
         except PolicyError as e:
-            self._journal([policy_rejected_entry(e.problems, kept=self.policy is not None)])
-            self._policy_ok = False
-            self._write_metrics()
-            return False
-        self._policy_ok = True
+            problems = e.problems
+        except Exception as e:  # noqa: BLE001
+            # Nothing on disk may end the daemon: whatever reading the files raised (a flaw of
+            # masktool's own, even) rejects them, in full in the journal, and enforcing goes on.
+            problems = [("policy", f"cannot be read ({type(e).__name__}: {e}); please report this")]
+        else:
+            self._accept(new, "files")
+            self._journal([policy_loaded_entry(new.files, len(new.rules), new.mode)])
+            self._save_last_good(new)
+            return True
+        self._policy_ok = False
+        self._rejected = f"{problems[0][0]}: {problems[0][1]}"
+        changed = False
+        saved_at = ""
+        if self.policy is None:
+            saved = self._read_last_good()
+            if saved is not None:
+                self._accept(saved.policy, "saved")
+                saved_at, changed = saved.saved_at, True
+        self._journal(
+            [
+                policy_rejected_entry(
+                    problems,
+                    kept=self.policy is not None,
+                    saved=(lastgood.state_path(), saved_at) if saved_at else None,
+                )
+            ]
+        )
+        self.notify("STATUS=" + self.status())
+        self._write_metrics()
+        return changed
+
+    def _accept(self, new: Policy, source: str) -> None:
+        if source == "files":
+            self._policy_ok = True
+            self._rejected = ""
+        self._policy_source = source
         self._samples = {}
         self.policy = new
         self._reported = {}
@@ -372,8 +412,29 @@ class Daemon:
             if r.action == "mask":
                 self._mask_names.add(r.unit)
         self._arm()
-        self._journal([policy_loaded_entry(new.files, len(new.rules), new.mode)])
-        return True
+
+    def _save_last_good(self, policy: Policy) -> None:
+        path = lastgood.state_path()
+        try:
+            lastgood.save(policy, path)
+        except OSError as e:
+            self.stats.errors += 1
+            self._journal(
+                [
+                    error_entry(
+                        f"cannot keep a copy of the policy in {path} ({e.strerror}): a restart "
+                        "while the policy files are broken would enforce nothing"
+                    )
+                ]
+            )
+
+    def _read_last_good(self) -> lastgood.Saved | None:
+        try:
+            return lastgood.load(lastgood.state_path())
+        except lastgood.LastGoodError as e:
+            self.stats.errors += 1
+            self._journal([error_entry(f"the saved copy of the last good policy is unusable: {e}")])
+            return None
 
     def _policy_dirs(self) -> list[str]:
         dirs = [str(Path(DEFAULT_POLICY).parent), DEFAULT_POLICY_DIR, SITE_BUNDLE_DIR]
@@ -431,6 +492,7 @@ class Daemon:
             self._samples.values(),
             policy_ok=self._policy_ok,
             last_reconcile=self._last_reconcile,
+            policy_source=self._policy_source,
             totals=Totals(
                 self.stats.fixed, self.stats.refused, self.stats.reloads, self.stats.errors
             ),
@@ -575,18 +637,30 @@ class Daemon:
         try:
             send_all(entries, self.send)
         except OSError as e:
-            # journald gone or full: enforcing goes on; stderr reaches the journal later.
-            print(f"masktool: could not write {len(entries)} journal entries: {e}", file=sys.stderr)
+            # journald gone or full: enforcing goes on, and STATUS (PID 1's, not journald's)
+            # counts what was lost. stderr is a stream to journald too: it may be broken as
+            # well, and a failed write there must not end the daemon either.
+            self.stats.journal_lost += len(entries)
+            with contextlib.suppress(OSError):
+                print(
+                    f"masktool: could not write {len(entries)} journal entries: {e}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def status(self) -> str:
         pol = self.policy
+        rejected = f"; policy files rejected: {self._rejected}" if self._rejected else ""
         if pol is None:
-            return "no valid policy: enforcing nothing (see journalctl -u masktool)"
+            return "no valid policy: enforcing nothing (see journalctl -u masktool)" + rejected
         flapping = sum(1 for f in self._flaps.values() if f.quiet_until > time.monotonic())
+        saved = "; the last good policy saved on disk" if self._policy_source == "saved" else ""
+        n = self.stats.journal_lost
+        lost = f"; journal entries lost: {n} (journald unreachable)" if n else ""
         return (
-            f"{pol.mode}: {len(pol.rules)} unit(s); drift fixed {self.stats.fixed}; "
+            f"{pol.mode}: {len(pol.rules)} unit(s){saved}; drift fixed {self.stats.fixed}; "
             f"refused {self.stats.refused}; reloads {self.stats.reloads}; flapping {flapping}; "
-            f"last event: {self.stats.last_event}"
+            f"last event: {self.stats.last_event}{rejected}{lost}"
         )
 
 

@@ -193,14 +193,25 @@ def policy_loaded_entry(files: tuple[str, ...], rules: int, mode: str) -> dict[s
     )
 
 
-def policy_rejected_entry(problems: list[tuple[str, str]], kept: bool) -> dict[str, str]:
+def policy_rejected_entry(
+    problems: list[tuple[str, str]], kept: bool, saved: tuple[str, str] | None = None
+) -> dict[str, str]:
+    """`saved`: (path, when) of the copy on disk now in force, when the daemon started with
+    policy files it rejects."""
     first = f"{problems[0][0]}: {problems[0][1]}" if problems else "unknown problem"
-    kept_text = "the last good policy stays in force" if kept else "no policy is in force"
+    if saved is not None:
+        kept_text = f"enforcing the last good policy, accepted {saved[1]} and kept in {saved[0]}"
+    elif kept:
+        kept_text = "the last good policy stays in force"
+    else:
+        kept_text = "no policy is in force"
+    extra = {"MASKTOOL_SAVED_POLICY": saved[0]} if saved is not None else {}
     return _plain(
         "policy-rejected",
         f"masktool: new policy rejected, {kept_text}: {first}",
         MASKTOOL_POLICY=problems[0][0] if problems else "",
         MASKTOOL_REASON="\n".join(f"{w}: {m}" for w, m in problems),
+        **extra,
     )
 
 

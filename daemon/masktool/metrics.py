@@ -66,7 +66,11 @@ def render(
     policy_ok: bool,
     last_reconcile: float,
     totals: Totals | None = None,
+    policy_source: str | None = None,
 ) -> str:
+    """`policy_source` (the daemon's): "files" when the policy in force is the one read from
+    the files, "saved" when it is the last good copy kept on disk because they were rejected
+    at start, "none" when there is no policy in force at all."""
     units = sorted(units, key=lambda u: u.unit)
     out: list[str] = []
 
@@ -105,6 +109,14 @@ def render(
         "1 when the last policy load succeeded, 0 when it was rejected",
         [("", int(policy_ok))],
     )
+    if policy_source is not None:
+        metric(
+            "masktool_policy_in_force",
+            "gauge",
+            "1 for where the policy being enforced comes from: the policy files, or the last "
+            "good copy saved on disk (the files were rejected at start), or none",
+            [(f'{{source="{k}"}}', int(k == policy_source)) for k in ("files", "saved", "none")],
+        )
     metric(
         "masktool_last_reconcile_timestamp_seconds",
         "gauge",

@@ -177,6 +177,83 @@ def test_invalid_policy_keeps_the_last_good(daemon: Host) -> None:
     write_policy(daemon, policy_text())
 
 
+def _metric(host: Host, name: str) -> str:
+    text = host.sb.path("/var/lib/prometheus/node-exporter/masktool.prom").read_text()
+    return "\n".join(line for line in text.splitlines() if line.startswith(name))
+
+
+@pytest.mark.parametrize("breakage", ["link-loop", "fifo", "unreadable", "typo"])
+def test_a_restart_with_broken_policy_files_enforces_the_last_good(
+    daemon: Host, breakage: str
+) -> None:
+    """Any failure reading the files keeps what is in force; after a restart, the copy kept
+    on disk (StateDirectory). The daemon stays active and says so: STATUS, metrics, journal."""
+    pd = daemon.sb.path("/etc/masktool/policy.d")
+    pd.mkdir(exist_ok=True)
+    bad = pd / f"{breakage}.yaml"
+    if breakage == "link-loop":
+        bad.symlink_to(bad.name)
+    elif breakage == "fifo":
+        os.mkfifo(bad, 0o644)
+    elif breakage == "unreadable":
+        # The daemon runs as root without CAP_DAC_OVERRIDE: mode 000 keeps it out.
+        bad.write_text("version: 1\nmask:\n  - dz-x.service\n")
+        bad.chmod(0)
+    else:
+        bad.write_text("version: 1\nmask:\n  - unit: dz-x.service\n    stpo: false\n")
+    rejected = len(daemon.journal("MASKTOOL_ACTION=policy-rejected"))
+    try:
+        daemon.systemctl("reload", "masktool.service")
+        wait_until(
+            "rejected while running",
+            lambda: len(daemon.journal("MASKTOOL_ACTION=policy-rejected")) > rejected,
+        )
+        assert "policy files rejected" in status(daemon)
+        daemon.systemctl("restart", "masktool.service")
+        assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+        entry = daemon.journal("MASKTOOL_ACTION=policy-rejected")[-1]
+        assert entry["MASKTOOL_SAVED_POLICY"] == "/var/lib/masktool/last-good-policy.json"
+        assert "enforcing the last good policy, accepted" in entry["MESSAGE"], entry
+        st = status(daemon)
+        assert re.match(r"enforce: \d+ unit\(s\); the last good policy saved on disk", st), st
+        assert "policy files rejected: /etc/masktool/policy.d/" in st, st
+        assert 'masktool_policy_in_force{source="saved"} 1' in _metric(
+            daemon, "masktool_policy_in_force"
+        )
+        assert _metric(daemon, "masktool_policy_load_success") == ("masktool_policy_load_success 0")
+        daemon.systemctl("unmask", "dz-a.service")
+        wait_until("put back by the saved policy", lambda: masked_link(daemon, "dz-a.service"))
+        wait_until("masked", lambda: daemon.show("dz-a.service")["LoadState"] == "masked")
+    finally:
+        bad.unlink()
+        pd.rmdir()
+    daemon.systemctl("reload", "masktool.service")
+    wait_until("the files in force again", lambda: "rejected" not in status(daemon))
+    assert 'masktool_policy_in_force{source="files"} 1' in _metric(
+        daemon, "masktool_policy_in_force"
+    )
+
+
+def test_a_policy_file_named_in_no_encoding_is_read(daemon: Host) -> None:
+    """A file name that is not UTF-8 is a name like any other: read, and shown escaped."""
+    pd = daemon.sb.path("/etc/masktool/policy.d")
+    pd.mkdir(exist_ok=True)
+    odd = pd / os.fsdecode(b"odd\xff.yaml")
+    odd.write_text("version: 1\nmask:\n  - dz-x.service\n")
+    try:
+        daemon.systemctl("reload", "masktool.service")
+        wait_until("dz-x masked", lambda: masked_link(daemon, "dz-x.service"))
+        wait_until("journaled", lambda: bool(daemon.journal("-u", "dz-x.service")))
+        entry = daemon.journal("-u", "dz-x.service", "MASKTOOL_ACTION=mask")[-1]
+        assert entry["MASKTOOL_POLICY"] == "/etc/masktool/policy.d/odd\\xff.yaml:3"
+        assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+    finally:
+        odd.unlink()
+        pd.rmdir()
+        daemon.systemctl("reload", "masktool.service")
+        daemon.systemctl("unmask", "dz-x.service")
+
+
 def test_reload_by_sighup(daemon: Host) -> None:
     loaded = len(daemon.journal("MASKTOOL_ACTION=policy-loaded"))
     daemon.systemctl("reload", "masktool.service")
@@ -258,6 +335,27 @@ def test_an_activator_is_enforced_after_a_restart(daemon: Host) -> None:
     finally:
         write_policy(daemon, policy_text())
         daemon.systemctl("unmask", "dz-trig.socket", "dz-trig.service", check=False)
+
+
+def test_journald_gone_does_not_stop_enforcing(daemon: Host) -> None:
+    """With journald stopped, sending an entry fails and so does stderr (a stream to journald
+    too): the daemon goes on enforcing and counts what was lost in STATUS."""
+    pid = main_pid(daemon)
+    journald = ["systemd-journald-dev-log.socket", "systemd-journald.socket"]
+    daemon.systemctl("stop", *journald, "systemd-journald.service")
+    try:
+        for unit in ("dz-a.service", "dz-b.service", "dz-a.service"):
+            daemon.systemctl("unmask", unit)
+            wait_until(f"{unit} put back", lambda u=unit: masked_link(daemon, u))
+        wait_until("loss counted", lambda: "journal entries lost" in status(daemon))
+        assert main_pid(daemon) == pid
+        assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+    finally:
+        daemon.systemctl("start", *journald, "systemd-journald.service")
+    before = len(daemon.journal("-u", "dz-b.service"))
+    daemon.systemctl("unmask", "dz-b.service")
+    wait_until("journaled again", lambda: len(daemon.journal("-u", "dz-b.service")) > before)
+    assert main_pid(daemon) == pid
 
 
 def test_storm_of_200_unmasks(daemon: Host) -> None:
