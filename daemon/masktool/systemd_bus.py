@@ -7,15 +7,43 @@ would introspect the whole interface first, which costs more than the calls mask
 from __future__ import annotations
 
 import errno
+import sys
 import time
 from collections.abc import Sequence
+from importlib.util import find_spec, module_from_spec
 from typing import Any
-
-from pystemd.dbusexc import DBusBaseError
-from pystemd.dbuslib import DBus, DBusAddress, apply_signature
 
 from masktool.deps import Dependency
 from masktool.observe import LiveState
+
+
+def _defer_package_init(package: str) -> None:
+    """Let submodules of `package` be imported before its __init__ runs, and run it on the first
+    use of the package itself. pystemd's __init__ imports its whole object layer (lxml among
+    it): ~6 ms and 4 MiB that masktool, which uses only the compiled dbuslib and dbusexc, would
+    pay in every command and in the daemon. The package is put in sys.modules as the import
+    system would, with its path, and a module __getattr__ (PEP 562) that runs the real __init__
+    the first time a name is missing: `import pystemd; pystemd.SDUnit` still works."""
+    if package in sys.modules:
+        return
+    spec = find_spec(package)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return  # not a package here: its imports fail or work as they would anyway
+    module = module_from_spec(spec)
+    loader = spec.loader
+
+    def init_on_first_use(name: str) -> Any:
+        del module.__dict__["__getattr__"]
+        loader.exec_module(module)
+        return getattr(module, name)
+
+    module.__dict__["__getattr__"] = init_on_first_use
+    sys.modules[package] = module
+
+
+_defer_package_init("pystemd")
+from pystemd.dbusexc import DBusBaseError  # noqa: E402
+from pystemd.dbuslib import DBus, DBusAddress, apply_signature  # noqa: E402
 
 DEST = b"org.freedesktop.systemd1"
 PATH = b"/org/freedesktop/systemd1"
