@@ -13,11 +13,9 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Set
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -39,15 +37,19 @@ from masktool.journal import (
     policy_loaded_entry,
     policy_rejected_entry,
     refusal_entry,
+    rule_error_entry,
     send_all,
+    unit_error_entry,
 )
 from masktool.lock import LockError, apply_lock
+from masktool.loopstate import Clock, Deadlines, Flaps, Names, OwnWrites, Retries, StopJobs
 from masktool.metrics import Totals, UnitSample, render, samples, write_atomic
-from masktool.plan import Plan, UnitPlan
+from masktool.plan import Plan, Step, UnitPlan
 from masktool.policy import (
     DEFAULT_POLICY,
     DEFAULT_POLICY_DIR,
     SITE_BUNDLE_DIR,
+    Mode,
     Policy,
     PolicyError,
     Rule,
@@ -84,7 +86,9 @@ class DaemonConfig:
     flap_window: float = 60.0  # ... within this many seconds is a flap: its journal entries
     # are then summed up, one entry per window, while it is still put back every time
     own_write_window: float = 5.0  # how long an expected inotify event of our own is awaited
-    retry_delay: float = 5.0  # after a failed reconcile (systemd unreachable, ...)
+    retry_delay: float = 5.0  # after a failed reconcile (systemd unreachable, ...) or change
+    retry_most: float = 300.0  # a unit that keeps failing is retried this often at most
+    stop_timeout: float = 120.0  # a stop job still running after this is reported
     metrics: str | None = None  # Prometheus textfile kept up to date after every reconcile
 
 
@@ -99,18 +103,6 @@ class Stats:
     last_event: str = "none"
 
 
-@dataclass
-class _Flap:
-    """Put-backs of one unit. Enforcement never backs off: a unit held back even for seconds
-    is a unit anyone can start by unmasking it a few times in a row. Only the journal is
-    spared: while a unit flaps, its entries are counted and summed up once a window."""
-
-    times: deque[float] = field(default_factory=deque)  # recent put-backs
-    quiet_until: float = 0.0  # entries for it are counted, not written, until then
-    suppressed: int = 0
-    plan: UnitPlan | None = None  # the last plan of it, to name it in the summary
-
-
 class Daemon:
     def __init__(
         self,
@@ -118,34 +110,34 @@ class Daemon:
         systemd: Systemd,
         send: Sender,
         notify: Notify,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.cfg = config
         self.systemd = systemd
         self.send = send
         self.notify = notify
+        self.clock = clock
         self.queue: SimpleQueue[WatchItem | SignalItem] = SimpleQueue()
         self.policy: Policy | None = None
         self.stats = Stats()
         self.stopping = False
+        # When to act: "full" (reconcile everything; the backstop), "batch" (the units named
+        # by events, once a burst has settled), "policy" (read the files), "ping" (the
+        # watchdog), "sentry" (start the watching process again), "retry", "stops".
+        self.due: Deadlines[str] = Deadlines()
+        self.due.set("full", 0.0)
+        self.flaps: Flaps[UnitPlan] = Flaps(clock, config.flap_changes, config.flap_window)
+        self.own = OwnWrites(clock, config.own_write_window)
+        self.names = Names()
+        self.retries = Retries(clock, config.retry_delay, config.retry_most)
+        self.stops = StopJobs(clock, config.stop_timeout)
         self._watcher: Watcher | None = None
         self._pending: set[str] = set()  # policy units named by events since the last reconcile
         self._pending_since: float | None = None  # when the oldest of them arrived
-        self._full_due: float = 0.0  # monotonic time of the next full reconcile
-        self._policy_due: float | None = None
-        self._flaps: dict[str, _Flap] = {}
-        self._expected: dict[tuple[str, str], list[float]] = {}  # (path, kind) -> expiries
-        self._expected_lock = threading.Lock()
         self._guard: dict[str, str] = {}  # unit -> "mask"/"unmask": what the sentry may do
         self._fast: dict[str, tuple[str, Change]] = {}  # put back by the sentry: was, change
         self._sentry: Sentry | None = None
-        self._sentry_due: float | None = None  # when to try starting it again
         self._reported: dict[str, str] = {}  # unit -> last refusal/drift journaled for it
-        self._names: dict[str, set[str]] = {}  # entry name -> policy units it concerns
-        self._mask_names: set[str] = set()  # every name the policy masks, resolved or not
-        self._refused: set[str] = set()  # rules refused at their last plan: no fast path
-        # Rules derived for the activators of with_triggers units (learned at each plan, the
-        # first right after the policy is loaded): guarded by the sentry like any other.
-        self._activators: dict[str, Rule] = {}
         self._index: DependencyIndex | None = None  # reverse dependencies, rebuilt on change
         self._index_at = 0.0
         self._samples: dict[str, UnitSample] = {}  # last known compliance per unit, for metrics
@@ -154,9 +146,9 @@ class Daemon:
         self._rejected = ""  # the first problem of the policy files, while they are rejected
         self._last_reconcile = 0.0
         self._reconnects = systemd.reconnects
-        interval = _watchdog_interval()
-        self._ping_every = interval
-        self._ping_due = time.monotonic() + interval if interval else None
+        self._ping_every = _watchdog_interval()
+        if self._ping_every:
+            self.due.set("ping", clock() + self._ping_every)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -167,7 +159,7 @@ class Daemon:
         self._start_sentry()
         self._restart_watcher()
         # Drift made while the daemon was down is fixed before it reports ready.
-        self._reconcile(None, time.monotonic())
+        self._reconcile(None, self.clock())
         self.notify("READY=1\nSTATUS=" + self.status())
         try:
             while not self.stopping:
@@ -183,21 +175,18 @@ class Daemon:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.queue.put(SignalItem(signum))
 
+    def _nearest(self) -> float:
+        """The next moment the loop has work, whatever happens meanwhile."""
+        self.due.set("retry", self.retries.nearest() or float("inf"))
+        self.due.set("stops", self.stops.nearest() or float("inf"))
+        self.due.set("flaps", self.flaps.nearest() or float("inf"))
+        nearest = self.due.nearest()
+        return nearest if nearest is not None else float("inf")
+
     def _step(self) -> None:
-        now = time.monotonic()
-        deadlines = [self._full_due]
-        if self._pending_since is not None:
-            deadlines.append(self._pending_since + self.cfg.coalesce)
-        if self._policy_due is not None:
-            deadlines.append(self._policy_due)
-        if self._ping_due is not None:
-            deadlines.append(self._ping_due)
-        if self._sentry_due is not None:
-            deadlines.append(self._sentry_due)
-        deadlines.extend(f.quiet_until for f in self._flaps.values() if f.quiet_until > now)
-        timeout = max(0.0, min(deadlines) - now)
+        timeout = max(0.0, self._nearest() - self.clock())
         try:
-            item = self.queue.get(timeout=timeout)
+            item = self.queue.get(timeout=min(timeout, self.cfg.backstop))
             self._handle(item)
             # Take what else is already queued before acting: a burst becomes one reconcile.
             while True:
@@ -207,20 +196,21 @@ class Daemon:
         self._run_due()
 
     def _handle(self, item: WatchItem | SignalItem) -> None:
+        now = self.clock()
         if isinstance(item, SignalItem):
             if item.signum == signal.SIGHUP:
-                self._policy_due = time.monotonic()
+                self.due.set("policy", now)
             else:
                 self.stopping = True
         elif isinstance(item, UnitEvent):
             self._on_unit_event(item)
         elif isinstance(item, PolicyEvent):
-            self._policy_due = item.at + self.cfg.policy_settle
+            self.due.set("policy", item.at + self.cfg.policy_settle)
         elif isinstance(item, Overflow):
             self._journal(
                 [error_entry("inotify queue overflowed; events were lost: reconciling every unit")]
             )
-            self._full_due = time.monotonic()
+            self.due.set("full", now)
         elif isinstance(item, Rewatched):
             self._journal(
                 [
@@ -230,69 +220,72 @@ class Daemon:
                     )
                 ]
             )
-            self._full_due = time.monotonic()
+            self.due.set("full", now)
         elif isinstance(item, SentryGone):
             if not self.stopping:
                 # Events may have been lost with it: look at everything once it watches again.
                 self._start_sentry()
-                self._full_due = time.monotonic()
+                self.due.set("full", self.clock())
         elif isinstance(item, HandlerError):
             self._journal([error_entry(item.message)])
 
     def _run_due(self) -> None:
-        now = time.monotonic()
         if self.stopping:
             return
-        if self._policy_due is not None and now >= self._policy_due:
-            self._policy_due = None
+        now = self.clock()
+        if self.due.take("policy", now):
             # Watch first, then read: a file written in between is read, one written after
             # is seen.
             self._restart_watcher()
             if self._load_policy():
                 self._restart_watcher()  # the new policy may include files elsewhere
-                self._full_due = now
-        if self._sentry_due is not None and now >= self._sentry_due:
+                self.due.set("full", now)
+        if self.due.take("sentry", now):
             self._start_sentry()
-        if now >= self._full_due:
+        self._look_at_stop_jobs()
+        for unit in self.retries.due():
+            self._note_pending(unit, now)
+        if self.due.is_due("full", now):
             self._reconcile(None, now)
-        elif self._pending_since is not None and now >= self._pending_since + self.cfg.coalesce:
-            units, since = self._pending, self._pending_since
+        elif self.due.take("batch", now):
+            units, since = self._pending, self._pending_since or now
             self._pending, self._pending_since = set(), None
             self._reconcile(units, since)
-        for f in self._flaps.values():
-            if f.quiet_until and f.quiet_until <= now:
-                f.quiet_until = 0.0
-                if f.suppressed and f.plan is not None:
-                    self._journal([flap_summary_entry(f.plan, f.suppressed, self.cfg.flap_window)])
-                f.suppressed = 0
-        if self._ping_due is not None and now >= self._ping_due:
+        for last, held in self.flaps.ended():
+            self._journal([flap_summary_entry(last, held, self.cfg.flap_window)])
+        if self._ping_every and self.due.take("ping", now):
             self.notify("WATCHDOG=1")
-            self._ping_due = now + (self._ping_every or 0)
+            self.due.set("ping", now + self._ping_every)
 
     # -- events ------------------------------------------------------------------------------
 
+    def _note_pending(self, unit: str, at: float) -> None:
+        self._pending.add(unit)
+        if self._pending_since is None:
+            self._pending_since = at
+            self.due.set("batch", at + self.cfg.coalesce)
+
     def _on_unit_event(self, ev: UnitEvent) -> None:
         path = f"{ev.directory}/{ev.name}"
-        if self._consume_expected(path, ev.kind, ev.at) or ev.name.startswith(TEMP_PREFIX):
+        if self.own.consume(path, ev.kind, ev.at) or ev.name.startswith(TEMP_PREFIX):
             return  # a link PID 1 wrote or removed for us, or masktool's own rename aside
         self._index = None  # any new, removed or rewritten entry may change a dependency
-        units = self._names.get(ev.name, set())
+        units = self.names.owners(ev.name)
         if not units and is_instance(ev.name):
-            units = self._names.get(template_of(ev.name), set())
+            units = self.names.owners(template_of(ev.name))
         if not units:
             return
         if ev.fixed == "mask":
-            self._expect_own_writes([(path, "created")])
+            self.own.expect([(path, "created")])
             change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
             self._fast[ev.name] = ("unmasked", change)
         elif ev.fixed == "unmask":
-            self._expect_own_writes([(path, "deleted")])
+            self.own.expect([(path, "deleted")])
             change = Change(ev.name, "unmask", f"unlink (direct) {path}", path)
             self._fast[ev.name] = ("masked", change)
         self.stats.last_event = f"{ev.kind} {path} at {_wallclock()}"
-        self._pending |= units
-        if self._pending_since is None:
-            self._pending_since = ev.at
+        for unit in units:
+            self._note_pending(unit, ev.at)
 
     def _start_sentry(self) -> None:
         """The process that watches the unit directories and puts masks back at once
@@ -314,45 +307,21 @@ class Daemon:
                     )
                 ]
             )
-            self._sentry_due = time.monotonic() + self.cfg.retry_delay
-            self._full_due = min(self._full_due, self._sentry_due)
+            again = self.clock() + self.cfg.retry_delay
+            self.due.set("sentry", again)
+            self.due.earlier("full", again)
             return
-        self._sentry, self._sentry_due = sentry, None
+        self._sentry = sentry
+        self.due.clear("sentry")
         sentry.arm(self._guard)
 
     def _arm(self) -> None:
         """What the sentry may do at once, by unit name; sent to it when it changes."""
-        pol = self.policy
-        guard: dict[str, str] = {}
-        if pol is not None and pol.mode == "enforce":
-            guard = {
-                r.unit: r.action
-                for r in (*pol.rules, *self._activators.values())
-                if r.unit not in self._refused and (r.action == "unmask" or not r.runtime)
-            }
+        guard: dict[str, str] = dict(self.names.guard())
         if guard != self._guard:
             self._guard = guard
             if self._sentry is not None:
                 self._sentry.arm(guard)
-
-    def _consume_expected(self, path: str, kind: str, at: float) -> bool:
-        with self._expected_lock:
-            expiries = self._expected.get((path, kind))
-            while expiries and expiries[0] < at:
-                expiries.pop(0)
-            if not expiries:
-                self._expected.pop((path, kind), None)
-                return False
-            expiries.pop(0)
-            return True
-
-    def _expect_own_writes(self, paths: Iterable[tuple[str, str]]) -> None:
-        """Events of masktool's own writes, to be recognised when they arrive (both threads
-        write: _react and the reconcile)."""
-        until = time.monotonic() + self.cfg.own_write_window
-        with self._expected_lock:
-            for path, kind in paths:
-                self._expected.setdefault((path, kind), []).append(until)
 
     # -- policy ------------------------------------------------------------------------------
 
@@ -403,14 +372,9 @@ class Daemon:
         self._samples = {}
         self.policy = new
         self._reported = {}
-        self._names = {}
-        self._mask_names = set()
-        self._refused = set()
-        self._activators = {}
-        for r in new.rules:
-            self._names.setdefault(r.unit, set()).add(r.unit)
-            if r.action == "mask":
-                self._mask_names.add(r.unit)
+        self.names.reset(new)
+        # Failures of the old rules are not the new ones': every unit is reconciled anew.
+        self.retries = Retries(self.clock, self.cfg.retry_delay, self.cfg.retry_most)
         self._arm()
 
     def _save_last_good(self, policy: Policy) -> None:
@@ -459,7 +423,8 @@ class Daemon:
     def _reconcile(self, units: set[str] | None, since: float) -> None:
         """Make the units named (all when None) match the policy, verify, journal."""
         if units is None:
-            self._full_due = time.monotonic() + self.cfg.backstop
+            self.due.set("full", self.clock() + self.cfg.backstop)
+            self.due.clear("batch")
             self._pending, self._pending_since = set(), None
         pol = self.policy
         if pol is None:
@@ -467,23 +432,48 @@ class Daemon:
         rules = [r for r in pol.rules if units is None or r.unit in units]
         if not rules:
             return
-        sub = Policy(pol.mode, tuple(rules))
         self.stats.reconciles += 1
         try:
             with apply_lock(timeout=60):
-                self._converge(sub, since, units)
+                self._converge_each(pol.mode, rules, since, units)
         except (SystemdError, OSError, LockError) as e:
             self.stats.errors += 1
             self._journal(
                 [error_entry(f"reconcile failed, retrying in {self.cfg.retry_delay:.0f}s: {e}")]
             )
-            self._full_due = min(self._full_due, time.monotonic() + self.cfg.retry_delay)
+            self.due.earlier("full", self.clock() + self.cfg.retry_delay)
         if self.systemd.reconnects != self._reconnects:
             # A new connection (dbus restarted, systemd re-executed): anything may have changed.
             self._reconnects = self.systemd.reconnects
-            self._full_due = time.monotonic()
+            self.due.set("full", self.clock())
         self.notify("STATUS=" + self.status())
         self._write_metrics()
+
+    def _converge_each(
+        self, mode: Mode, rules: list[Rule], since: float, asked: set[str] | None
+    ) -> None:
+        """All rules in one pass; if reading the host fails for one of them (a file masktool
+        may not read, say), each rule on its own, so that one unit's error is that unit's and
+        every other unit converges."""
+        try:
+            self._converge(Policy(mode, tuple(rules)), since, asked)
+            return
+        except OSError:
+            if len(rules) == 1:
+                raise
+        for r in rules:
+            try:
+                self._converge(Policy(mode, (r,)), since, None if asked is None else {r.unit})
+            except OSError as e:
+                self.stats.errors += 1
+                delay = self.retries.failed(r.unit)
+                self._journal(
+                    [
+                        rule_error_entry(
+                            r, f"cannot read the host's state ({e}); trying again in {delay:.0f}s"
+                        )
+                    ]
+                )
 
     def _write_metrics(self) -> None:
         if not self.cfg.metrics:
@@ -507,10 +497,10 @@ class Daemon:
         query = sorted(asked) if asked is not None else []
         # Drop-ins written into NAME.d/ directories make no event here (the watch is not
         # recursive): an index older than a minute is read again.
-        if asked is None or self._index is None or time.monotonic() - self._index_at > 60:
+        if asked is None or self._index is None or self.clock() - self._index_at > 60:
             self._index = DependencyIndex("/")
-            self._index_at = time.monotonic()
-        for _attempt in range(3):
+            self._index_at = self.clock()
+        for attempt in range(3):
             before = self._observe_and_plan(sub, query)
             self._learn_names(before)
             if sub.mode == "audit":
@@ -521,19 +511,27 @@ class Daemon:
             planned = {n for u in before.units for n in (u.rule.unit, u.obs.unit)}
             fast = {u: self._fast.pop(u) for u in list(self._fast) if u in planned}
             if not before.actions and not fast:
+                self._settled(before)
                 return
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-            res = apply_live(before, self.systemd, stamp) if before.actions else ApplyResult()
+            res = (
+                apply_live(before, self.systemd, stamp, wait=False)
+                if before.actions
+                else ApplyResult()
+            )
             res.changes[:0] = [change for _, change in fast.values()]
-            self._expect_own_writes(
+            self.own.expect(
                 (c.path, "created" if c.detail.startswith("symlink") else "deleted")
                 for c in res.changes
                 if c.path
             )
+            for c in res.changes:
+                if c.what == "stop":
+                    self.stops.started(c.unit)
             acted = [u.obs.unit for u in before.units if u.actions or u.obs.unit in fast]
             after = self._observe_and_plan(sub, acted)
             self._samples.update((s.unit, s) for s in samples(after.units))
-            latency = int((time.monotonic() - since) * 1e6)
+            latency = int((self.clock() - since) * 1e6)
             was = {u: w for u, (w, _) in fast.items()}
             entries = [
                 e
@@ -544,15 +542,85 @@ class Daemon:
             changed = {c.unit for c in res.changes if c.unit}
             self.stats.fixed += len(changed)
             self._note_flaps(after, changed)
+            failed = {unit for unit, _ in res.errors if unit}
+            # Done when nothing is left to do; when systemd refused a change (it would likely
+            # refuse it again at once: the unit waits for its retry); or after three tries.
+            left = not (after.compliant or not after.actions)
+            done = not left or bool(failed) or attempt == 2
+            if done:
+                stuck = failed | (
+                    {u.obs.unit for u in after.units if not u.compliant} if left else set()
+                )
+                delays = self._settled(after, stuck, journaled=failed)
+                entries = [_with_retry(e, delays) for e in entries]
             self._journal(self._unless_quiet(entries))
-            if after.compliant or not after.actions:
+            if done:
                 return
             query = [u.obs.unit for u in after.units if not u.compliant]
-            since = time.monotonic()
+            since = self.clock()
+
+    def _settled(
+        self, p: Plan, failed: Set[str] = frozenset(), journaled: Set[str] = frozenset()
+    ) -> dict[str, float]:
+        """The end of a pass: units as the policy wants, or with nothing left to do (refused,
+        waiting for another rule, or for their stop job, looked at on its own timer) are
+        forgotten by the retries; those that failed, or still are not as the policy wants
+        after the attempts, are tried again later, each on its own back-off. Returns the
+        delays, by unit; those not `journaled` yet get an entry here."""
+        delays: dict[str, float] = {}
+        for u in p.units:
+            # By the rule the daemon reconciles: an activator's is its unit's.
+            name = u.rule.trigger_of or u.rule.unit
+            if u.compliant or (not u.actions and u.obs.unit not in failed):
+                self.retries.succeeded(name)
+                continue
+            delay = delays[u.obs.unit] = self.retries.failed(name)
+            self.stats.errors += 1
+            if u.obs.unit not in journaled:
+                self._journal(
+                    [
+                        unit_error_entry(
+                            u,
+                            f"{u.obs.unit} is still {u.state.value}, not {u.want}; trying "
+                            f"again in {delay:.0f}s",
+                        )
+                        | {"MASKTOOL_RETRY_SEC": f"{delay:.0f}"}
+                    ]
+                )
+        return delays
+
+    def _look_at_stop_jobs(self) -> None:
+        """Stop jobs due a look: those done are verified with a reconcile of their units;
+        one running past the timeout is reported and retried like any failed change."""
+        due = self.stops.due()
+        if not due:
+            return
+        try:
+            states = {s.name: s for s in self.systemd.list_units_by_names(sorted(due))}
+        except SystemdError as e:
+            self._journal([error_entry(f"cannot look at stop jobs: {e}")])
+            return
+        now = self.clock()
+        for unit in due:
+            s = states.get(unit)
+            if s is not None and s.running and self.stops.still_running(unit):
+                continue
+            self.stops.done(unit)
+            if s is not None and s.running:
+                self._journal(
+                    [
+                        error_entry(
+                            f"{unit} still runs {self.cfg.stop_timeout:.0f}s after masktool "
+                            "asked systemd to stop it"
+                        )
+                    ]
+                )
+            for owner in self.names.owners(unit) or {unit}:
+                self._note_pending(owner, now)
 
     def _observe_and_plan(self, sub: Policy, query: list[str]) -> Plan:
-        masked = frozenset(self._mask_names)
-        return observe_and_plan(
+        masked = frozenset(self.names.mask_names)
+        p = observe_and_plan(
             sub,
             "/",
             self.systemd,
@@ -561,27 +629,26 @@ class Daemon:
             also_masked=masked,
             deps_of_masked=False,
         )
+        running = self.stops.running()
+        if not running:
+            return p
+        # A stop job already asked for is not asked for again while it runs.
+        return replace(
+            p,
+            units=tuple(
+                replace(u, actions=tuple(a for a in u.actions if a.step != Step.STOP))
+                if u.obs.unit in running
+                else u
+                for u in p.units
+            ),
+        )
 
     def _learn_names(self, p: Plan) -> None:
         """Events name entries; remember which names (aliases, activators masked with
         with_triggers) lead to which policy rules. Also keeps the per-unit metrics."""
         self._last_reconcile = time.time()
         self._samples.update((s.unit, s) for s in samples(p.units))
-        for u in p.units:
-            owner = u.rule.trigger_of or u.rule.unit
-            if u.rule.trigger_of:
-                self._activators[u.rule.unit] = u.rule
-            for n in (u.obs.unit, *u.obs.alias_chain):
-                self._names.setdefault(n, set()).add(owner)
-                if u.rule.action == "mask":
-                    self._mask_names.add(n)
-            # A change to the unit an alias or an instance resolves to changes its state too.
-            for n in u.obs.via:
-                self._names.setdefault(n, set()).add(owner)
-            if u.refusal:
-                self._refused.add(u.rule.unit)
-            else:
-                self._refused.discard(u.rule.unit)
+        self.names.learn(p)
         self._arm()
 
     def _report_once(self, p: Plan, drift: list[dict[str, str]]) -> None:
@@ -603,31 +670,20 @@ class Daemon:
         self._journal(out)
 
     def _note_flaps(self, after: Plan, changed: set[str]) -> None:
-        now = time.monotonic()
         for u in after.units:
             if u.obs.unit not in changed:
                 continue
-            f = self._flaps.setdefault(u.obs.unit, _Flap())
-            f.plan = u
-            f.times.append(now)
-            while f.times[0] < now - self.cfg.flap_window:
-                f.times.popleft()
-            if f.quiet_until > now or len(f.times) < self.cfg.flap_changes:
-                continue
-            f.quiet_until = now + self.cfg.flap_window
-            self._journal([flap_entry(u, len(f.times), self.cfg.flap_window)])
+            count = self.flaps.put_back(u.obs.unit, u)
+            if count:
+                self._journal([flap_entry(u, count, self.cfg.flap_window)])
 
     def _unless_quiet(self, entries: list[dict[str, str]]) -> list[dict[str, str]]:
         """The entries of units that flap are counted for their summary, not written."""
-        now = time.monotonic()
-        out = []
-        for e in entries:
-            f = self._flaps.get(e.get("MASKTOOL_UNIT", ""))
-            if f is not None and f.quiet_until > now and e["MASKTOOL_ACTION"] != "flap":
-                f.suppressed += 1
-            else:
-                out.append(e)
-        return out
+        return [
+            e
+            for e in entries
+            if e["MASKTOOL_ACTION"] == "flap" or not self.flaps.hold(e.get("MASKTOOL_UNIT", ""))
+        ]
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -653,15 +709,28 @@ class Daemon:
         rejected = f"; policy files rejected: {self._rejected}" if self._rejected else ""
         if pol is None:
             return "no valid policy: enforcing nothing (see journalctl -u masktool)" + rejected
-        flapping = sum(1 for f in self._flaps.values() if f.quiet_until > time.monotonic())
         saved = "; the last good policy saved on disk" if self._policy_source == "saved" else ""
         n = self.stats.journal_lost
         lost = f"; journal entries lost: {n} (journald unreachable)" if n else ""
+        waiting = len(self.retries.waiting())
+        retry = f"; failing, retried later: {waiting}" if waiting else ""
         return (
             f"{pol.mode}: {len(pol.rules)} unit(s){saved}; drift fixed {self.stats.fixed}; "
-            f"refused {self.stats.refused}; reloads {self.stats.reloads}; flapping {flapping}; "
+            f"refused {self.stats.refused}; reloads {self.stats.reloads}; "
+            f"flapping {self.flaps.flapping()}{retry}; "
             f"last event: {self.stats.last_event}{rejected}{lost}"
         )
+
+
+def _with_retry(entry: dict[str, str], delays: dict[str, float]) -> dict[str, str]:
+    """An error entry of a unit that will be tried again says when."""
+    delay = delays.get(entry.get("MASKTOOL_UNIT", ""))
+    if entry["MASKTOOL_ACTION"] != "error" or delay is None:
+        return entry
+    return entry | {
+        "MESSAGE": f"{entry['MESSAGE']}; trying again in {delay:.0f}s",
+        "MASKTOOL_RETRY_SEC": f"{delay:.0f}",
+    }
 
 
 def _watchdog_interval() -> float | None:

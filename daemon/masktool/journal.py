@@ -11,6 +11,7 @@ from typing import Any
 
 from masktool.backend import ApplyResult
 from masktool.plan import Plan, UnitPlan
+from masktool.policy import Rule
 
 # Fixed 128-bit ids, one per kind of event; packaging/masktool.catalog explains each.
 MESSAGE_IDS: Mapping[str, str] = {
@@ -162,6 +163,27 @@ def activator_entry(u: UnitPlan) -> dict[str, str]:
 def refusal_entry(u: UnitPlan) -> dict[str, str]:
     message = f"masktool refused to {u.rule.action} {u.obs.unit}: {u.refusal}"
     return _fields("refuse", u, message, MASKTOOL_HAVE=u.state.value)
+
+
+def unit_error_entry(u: UnitPlan, message: str) -> dict[str, str]:
+    """An error that is one unit's: shown by `journalctl -u UNIT`."""
+    return _fields("error", u, f"masktool failed on {u.obs.unit}: {message}")
+
+
+def rule_error_entry(r: Rule, message: str) -> dict[str, str]:
+    """An error met before the rule's unit could even be observed."""
+    f = _plain(
+        "error",
+        f"masktool failed on {r.unit}: {message}",
+        OBJECT_SYSTEMD_UNIT=r.unit,
+        MASKTOOL_UNIT=r.unit,
+        MASKTOOL_WANT="unmasked" if r.action == "unmask" else "masked",
+        MASKTOOL_POLICY=str(r.source),
+        MASKTOOL_REASON=r.reason,
+    )
+    if r.via:
+        f["MASKTOOL_BUNDLE"] = " > ".join(r.via)
+    return f
 
 
 def error_entry(message: str) -> dict[str, str]:

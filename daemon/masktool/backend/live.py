@@ -25,8 +25,10 @@ from masktool.units import is_template, template_of
 
 
 def apply_live(
-    plan: Plan, systemd: Systemd, stamp: str, stop_timeout: float = 120.0
+    plan: Plan, systemd: Systemd, stamp: str, stop_timeout: float = 120.0, *, wait: bool = True
 ) -> ApplyResult:
+    """`wait=False` returns once stop jobs are queued: the daemon keeps serving events while
+    they run and looks at them on a timer (masktool.loopstate.StopJobs)."""
     res = ApplyResult()
     by_step: dict[Step, list[UnitPlan]] = {s: [] for s in Step}
     for u in plan.units:
@@ -85,7 +87,7 @@ def apply_live(
                     res.changes.append(Change(a.unit, "stop", job))
                 except SystemdError as e:
                     res.error(a.unit, f"stop failed: {e}")
-    if stopping:
+    if stopping and wait:
         _wait_stopped(systemd, stopping, stop_timeout, res)
     return res
 
