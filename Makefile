@@ -13,7 +13,8 @@ DEB_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3
 	python3-pystemd python3-systemd python3-watchdog python3-yaml rpm
 DEB_BUILD := $(CURDIR)/build/deb
 RPM_BUILD := $(CURDIR)/build/rpm
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# Written once, in the package; the .deb's changelog and the spec get it at build time.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' daemon/masktool/__init__.py)
 STAMP := $(VENV)/.installed
 
 .PHONY: all deps system-deps packaging-deps venv lint typecheck unit integration test demo bench fuzz deb srpm clean
@@ -81,6 +82,7 @@ deb: packaging-deps
 	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/masktool
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(DEB_BUILD)/masktool
 	cp -a packaging/debian $(DEB_BUILD)/masktool/debian
+	sed -i '1s/^masktool ([^)]*)/masktool ($(VERSION))/' $(DEB_BUILD)/masktool/debian/changelog
 	# Debian's own interpreter and tools, not one earlier on PATH (pyenv and the like).
 	cd $(DEB_BUILD)/masktool && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
 	@ls $(DEB_BUILD)/*.deb
@@ -90,7 +92,8 @@ srpm: packaging-deps
 	rm -rf $(RPM_BUILD) && mkdir -p $(RPM_BUILD)/SOURCES $(RPM_BUILD)/masktool-$(VERSION)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(RPM_BUILD)/masktool-$(VERSION)
 	tar -C $(RPM_BUILD) -czf $(RPM_BUILD)/SOURCES/masktool-$(VERSION).tar.gz masktool-$(VERSION)
-	rpmbuild -bs --define "_topdir $(RPM_BUILD)" packaging/fedora/masktool.spec
+	sed 's/^Version:.*/Version:        $(VERSION)/' packaging/fedora/masktool.spec > $(RPM_BUILD)/masktool.spec
+	rpmbuild -bs --define "_topdir $(RPM_BUILD)" $(RPM_BUILD)/masktool.spec
 	@ls $(RPM_BUILD)/SRPMS/*.src.rpm
 
 clean:

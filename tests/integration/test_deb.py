@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from masktool import __version__
 from tests.integration.conftest import require_boot
 from tests.integration.conftest import wait_until as shared_wait_until
 from tests.integration.test_daemon import overflow_then_drift
 from tests.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
-DEB = REPO / "build/deb/masktool_0.1.0_all.deb"
+DEB = REPO / f"build/deb/masktool_{__version__}_all.deb"
 
 
 def wait_until(what: str, fn: Callable[[], bool]) -> None:

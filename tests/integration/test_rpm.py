@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from masktool import __version__
 from tests.conftest import REQUIRE_SYSTEMD
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,8 +39,8 @@ def test_source_package_builds() -> None:
         ["make", "-s", "srpm"], cwd=REPO, capture_output=True, text=True, check=False
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    srpm = REPO / "build/rpm/SRPMS/masktool-0.1.0-1.src.rpm"
+    srpm = REPO / f"build/rpm/SRPMS/masktool-{__version__}-1.src.rpm"
     listing = subprocess.run(
         ["rpm", "-qpl", str(srpm)], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert sorted(listing) == ["masktool-0.1.0.tar.gz", "masktool.spec"]
+    assert sorted(listing) == [f"masktool-{__version__}.tar.gz", "masktool.spec"]
