@@ -1,5 +1,5 @@
 """The command line: wires policy → observe → plan → backend → verify, and maps outcomes to the
-exit codes of DESIGN.md (0 ok, 1 drift / not all remediated, 2 usage, policy or system error)."""
+exit codes of masktool(8) (0 ok, 1 drift / not all remediated, 2 usage, policy or system error)."""
 
 from __future__ import annotations
 

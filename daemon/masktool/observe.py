@@ -1,8 +1,8 @@
 """Host → what each policy unit looks like, read-only.
 
 On disk: every entry for the unit along systemd's search path, classified the way systemd 252
-classifies it (docs/systemd-facts.md). Live: also what systemd itself reports, which is the truth
-a link on disk only predicts.
+classifies it (each shape tried on a booted systemd: tests/loader_shapes.py). Live: also what
+systemd itself reports, which is the truth a link on disk only predicts.
 """
 
 from __future__ import annotations

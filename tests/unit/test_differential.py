@@ -207,8 +207,8 @@ def _deliberate_tree(
     if _refused_on_purpose(rule, unit) and path not in mine:
         return True
     # systemctl --root unmask judges a link by the host's file system, not the tree's: a
-    # relative or chained mask inside DIR is left behind (systemd-facts.md). masktool, which
-    # resolves inside DIR, removes it.
+    # relative or chained mask inside DIR is left behind (tried on a booted systemd).
+    # masktool, which resolves inside DIR, removes it.
     if (
         rule.action == "unmask"
         and path not in mine
@@ -260,7 +260,7 @@ def test_masktool_apply_root_equals_systemctl_root(
         else:
             flags = [*(["--runtime"] if r.runtime else []), *(["--force"] if r.force else [])]
             calls = [["mask", *flags, r.unit]]
-        # `enable: true` enables after an unmask, and only then (DESIGN.md): after either
+        # `enable: true` enables after an unmask, and only then (masktool-policy(5)): after either
         # side removed a mask (masktool removes some systemctl --root leaves, see below).
         # (The unit masktool unmasked for the rule: its own, or the one its /etc alias names.)
         ours = {r.unit, after.get(r.unit, {}).get("unit")}
