@@ -277,11 +277,13 @@ class Daemon:
             return
         if ev.fixed == "mask":
             self.own.expect([(path, "created")])
-            change = Change(ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path)
+            change = Change(
+                ev.name, "mask", f"symlink (direct) {path} -> /dev/null", path, effect="created"
+            )
             self._fast[ev.name] = ("unmasked", change)
         elif ev.fixed == "unmask":
             self.own.expect([(path, "deleted")])
-            change = Change(ev.name, "unmask", f"unlink (direct) {path}", path)
+            change = Change(ev.name, "unmask", f"unlink (direct) {path}", path, effect="deleted")
             self._fast[ev.name] = ("masked", change)
         self.stats.last_event = f"{ev.kind} {path} at {_wallclock()}"
         for unit in units:
@@ -520,11 +522,7 @@ class Daemon:
                 else ApplyResult()
             )
             res.changes[:0] = [change for _, change in fast.values()]
-            self.own.expect(
-                (c.path, "created" if c.detail.startswith("symlink") else "deleted")
-                for c in res.changes
-                if c.path
-            )
+            self.own.expect((c.path, c.effect) for c in res.changes if c.path and c.effect)
             for c in res.changes:
                 if c.what == "stop":
                     self.stops.started(c.unit)

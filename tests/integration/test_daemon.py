@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,10 @@ def write_policy(host: Host, text: str) -> None:
 def masked_link(host: Host, unit: str) -> bool:
     p = host.etc(unit)
     return p.is_symlink() and os.readlink(p) == "/dev/null"
+
+
+def _load_state_is(host: Host, unit: str, state: str) -> bool:
+    return host.show(unit)["LoadState"] == state
 
 
 def main_pid(host: Host) -> str:
@@ -350,7 +355,7 @@ def test_journald_gone_does_not_stop_enforcing(daemon: Host) -> None:
     try:
         for unit in ("dz-a.service", "dz-b.service", "dz-a.service"):
             daemon.systemctl("unmask", unit)
-            wait_until(f"{unit} put back", lambda u=unit: masked_link(daemon, u))
+            wait_until(f"{unit} put back", partial(masked_link, daemon, unit))
         wait_until("loss counted", lambda: "journal entries lost" in status(daemon))
         assert main_pid(daemon) == pid
         assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
@@ -626,6 +631,6 @@ def test_a_change_systemd_refuses_is_retried_and_journaled_under_its_unit() -> N
         took = wait_until("retried", lambda: all(masked_link(host, u) for u in failing), 10)
         assert took < 6.5, took
         for u in failing:
-            wait_until("systemd says masked", lambda u=u: host.show(u)["LoadState"] == "masked")
+            wait_until("systemd says masked", partial(_load_state_is, host, u, "masked"))
         wait_until("nothing failing", lambda: "failing" not in status(host))
         assert host.systemctl("is-active", "masktool.service").stdout.strip() == "active"

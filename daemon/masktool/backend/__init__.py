@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from masktool.files import Displaced, NotAMaskError, displace, remove_mask
 from masktool.observe import EntryKind
@@ -15,13 +15,19 @@ if TYPE_CHECKING:
     from masktool.plan import UnitPlan
 
 
+ChangeKind = Literal["mask", "mask-runtime", "unmask", "enable", "displace", "reload", "stop"]
+# What happened to the entry at Change.path: the daemon awaits the inotify event it causes.
+Effect = Literal["created", "deleted", ""]
+
+
 @dataclass(frozen=True)
 class Change:
     unit: str
-    what: str  # mask, mask-runtime, unmask, enable, displace, reload, stop
+    what: ChangeKind
     detail: str = ""
     path: str = ""  # the file written or removed, when there is one
     displaced: str = ""  # where a displaced file's copy is
+    effect: Effect = ""
 
 
 @dataclass
@@ -36,7 +42,7 @@ class ApplyResult:
 
 def displace_change(unit: str, src: str, copy: str, note: str) -> Change:
     detail = f"{src} -> {copy}" + (f" ({note})" if note else "")
-    return Change(unit, "displace", detail, src, displaced=copy)
+    return Change(unit, "displace", detail, src, displaced=copy, effect="deleted")
 
 
 def remove_masks(tree: Tree, u: UnitPlan, res: ApplyResult) -> None:
@@ -49,7 +55,9 @@ def remove_masks(tree: Tree, u: UnitPlan, res: ApplyResult) -> None:
         d, path, name = entry.dir, entry.path, entry.name
         try:
             if remove_mask(tree, d, name):
-                res.changes.append(Change(name, "unmask", f"removed {path}", path))
+                res.changes.append(
+                    Change(name, "unmask", f"removed {path}", path, effect="deleted")
+                )
         except (OSError, NotAMaskError) as e:
             res.error(name, f"unmask: {e}")
 

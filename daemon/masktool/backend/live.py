@@ -11,6 +11,8 @@ from functools import partial
 from masktool.backend import (
     ApplyResult,
     Change,
+    ChangeKind,
+    Effect,
     displace_change,
     displace_entry,
     hazard_error,
@@ -54,10 +56,14 @@ def apply_live(
     # the inode it removes (masktool.files).
     for u in by_step[Step.UNMASK]:
         remove_masks(tree, u, res)
-    for step, runtime in ((Step.MASK, False), (Step.MASK_RUNTIME, True)):
+    masks: tuple[tuple[Step, ChangeKind, bool], ...] = (
+        (Step.MASK, "mask", False),
+        (Step.MASK_RUNTIME, "mask-runtime", True),
+    )
+    for step, kind, runtime in masks:
         names = [n for n in _units(by_step[step]) if n not in failed_displace]
         if names:
-            _batch(res, step.value, names, partial(systemd.mask, runtime=runtime))
+            _batch(res, kind, names, partial(systemd.mask, runtime=runtime))
     enable = _units(by_step[Step.ENABLE])
     # Enabling reads the units' [Install] sections, their drop-ins and their Also= units.
     hazards = UnitTree("/").hazards() if enable else ()
@@ -108,7 +114,7 @@ def _units(ups: Sequence[UnitPlan]) -> list[str]:
 
 def _batch(
     res: ApplyResult,
-    what: str,
+    what: ChangeKind,
     names: list[str],
     call: Callable[[list[str]], list[tuple[str, str, str]]],
 ) -> None:
@@ -128,9 +134,9 @@ def _batch(
     for kind, path, dest in changes:
         unit = path.rsplit("/", 1)[-1]
         if kind in ("symlink", "unlink"):
-            res.changes.append(
-                Change(unit, what, f"{kind} {path}" + (f" -> {dest}" if dest else ""), path)
-            )
+            detail = f"{kind} {path}" + (f" -> {dest}" if dest else "")
+            effect: Effect = "created" if kind == "symlink" else "deleted"
+            res.changes.append(Change(unit, what, detail, path, effect=effect))
         else:
             # e.g. "masked by generator": reported as success, changed nothing.
             res.error(unit, f"{what}: systemd says '{kind}' for {path}")

@@ -9,6 +9,7 @@ import subprocess
 from masktool.backend import (
     ApplyResult,
     Change,
+    ChangeKind,
     displace_change,
     displace_entry,
     hazard_error,
@@ -34,10 +35,9 @@ def apply_offline(plan: Plan, tree: Tree, stamp: str) -> ApplyResult:
                     res.changes.append(displace_change(unit, src, moved.copy, moved.note))
                 elif a.step in (Step.MASK, Step.MASK_RUNTIME):
                     d = ETC_SEARCH_DIR if a.step == Step.MASK else RUN_SEARCH_DIR
+                    kind: ChangeKind = "mask" if a.step == Step.MASK else "mask-runtime"
                     if write_mask(tree, d, unit):
-                        res.changes.append(
-                            Change(unit, a.step.value, f"{d.path}/{unit} -> /dev/null")
-                        )
+                        res.changes.append(Change(unit, kind, f"{d.path}/{unit} -> /dev/null"))
                 elif a.step == Step.UNMASK:
                     remove_masks(tree, u, res)
                 elif a.step == Step.ENABLE:
