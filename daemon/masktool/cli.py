@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from masktool import __version__
-from masktool.backend import ApplyResult
-from masktool.backend.live import apply_live
 from masktool.deps import DependencyIndex
-from masktool.engine import observe_and_plan
-from masktool.journal import Sender, apply_entries, journal_sender, send_all
+from masktool.engine import carry_out, observe_and_plan
+from masktool.journal import Sender, journal_sender, send_all
 from masktool.lock import LockError, apply_lock
 from masktool.metrics import TEXTFILE_DIR, TEXTFILE_NAME, default_path
 from masktool.observe import UnitObservation, UnitTree, observe
@@ -34,7 +32,7 @@ from masktool.report import (
     why_text,
 )
 from masktool.systemd_bus import Systemd, SystemdError
-from masktool.tree import Tree, shown
+from masktool.tree import shown
 from masktool.units import template_of, unit_name_error
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
@@ -240,18 +238,9 @@ def _dispatch(
         doc = plan_json("apply", p, root) | {"applied": False}
         _emit(args, doc, check_text(p) + "\nmode audit: nothing changed")
         return EXIT_OK if p.compliant else EXIT_DRIFT
-    started = time.monotonic()
-    if p.actions:
-        res = _execute(p, root, systemd)
-        # Verify from systemd itself: every unit acted on is asked about, loaded or not.
-        acted = [u.obs.unit for u in p.units if u.actions]
-        after = _observe_plan(policy, root, systemd, acted, index=index, deps_of_masked=False)
-    else:
-        # Nothing was done: observing again would ask the very questions just answered (the
-        # same units, no more of them asked about), and find what `p` found.
-        res, after = ApplyResult(), p
-    latency = int((time.monotonic() - started) * 1e6)
-    _journal(apply_entries(p, res, after, latency, root=root))
+    outcome = carry_out(p, policy, root, systemd, started=time.monotonic(), index=index)
+    res, after = outcome.result, outcome.after
+    _journal(outcome.entries(root=root))
     if args.json:
         import json
 
@@ -292,20 +281,6 @@ def _code_location_once(send: Sender) -> Sender:
         send(message, **where, **fields)
 
     return sender
-
-
-def _execute(p: Plan, root: str | None, systemd: Systemd | None) -> ApplyResult:
-    from datetime import UTC, datetime
-
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    if systemd is not None:
-        return apply_live(p, systemd, stamp)
-    assert root is not None
-    # Only for --root: the offline backend (and subprocess, which it uses) is not loaded for
-    # the running system.
-    from masktool.backend.offline import apply_offline
-
-    return apply_offline(p, Tree(root), stamp)
 
 
 def _why(name: str, policy: Policy, root: str | None, systemd: Systemd | None) -> int:

@@ -15,21 +15,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Set
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from types import FrameType
 
 from masktool import lastgood
-from masktool.backend import ApplyResult, Change
-from masktool.backend.live import apply_live
+from masktool.backend import Change
 from masktool.deps import DependencyIndex
-from masktool.engine import observe_and_plan
+from masktool.engine import carry_out, observe_and_plan
 from masktool.files import TEMP_PREFIX
 from masktool.journal import (
     Sender,
-    apply_entries,
     drift_entries,
     error_entry,
     flap_entry,
@@ -44,7 +42,7 @@ from masktool.journal import (
 from masktool.lock import LockError, apply_lock
 from masktool.loopstate import Clock, Deadlines, Flaps, Names, OwnWrites, Retries, StopJobs
 from masktool.metrics import Totals, UnitSample, render, samples, write_atomic
-from masktool.plan import Plan, Step, UnitPlan
+from masktool.plan import Plan, UnitPlan
 from masktool.policy import (
     DEFAULT_POLICY,
     DEFAULT_POLICY_DIR,
@@ -515,32 +513,34 @@ class Daemon:
             if not before.actions and not fast:
                 self._settled(before)
                 return
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-            res = (
-                apply_live(before, self.systemd, stamp, wait=False)
-                if before.actions
-                else ApplyResult()
+            out = carry_out(
+                before,
+                sub,
+                "/",
+                self.systemd,
+                started=since,
+                index=self._index,
+                also_masked=frozenset(self.names.mask_names),
+                stopping=frozenset(self.stops.running()),
+                done_already=[change for _, change in fast.values()],
+                # The loop goes on serving events while systemd stops units; it looks at
+                # them on a timer (StopJobs).
+                wait_for_stops=False,
             )
-            res.changes[:0] = [change for _, change in fast.values()]
+            res, after = out.result, out.after
             self.own.expect((c.path, c.effect) for c in res.changes if c.path and c.effect)
             for c in res.changes:
                 if c.what == "stop":
                     self.stops.started(c.unit)
-            acted = [u.obs.unit for u in before.units if u.actions or u.obs.unit in fast]
-            after = self._observe_and_plan(sub, acted)
             self._samples.update((s.unit, s) for s in samples(after.units))
-            latency = int((self.clock() - since) * 1e6)
             was = {u: w for u, (w, _) in fast.items()}
-            entries = [
-                e
-                for e in apply_entries(before, res, after, latency, was=was)
-                if e["MASKTOOL_ACTION"] != "refuse"
-            ]
+            # Refusals are journaled once, when they appear (_report_once).
+            entries = [e for e in out.entries(was=was) if e["MASKTOOL_ACTION"] != "refuse"]
             self.stats.reloads += res.reloads
             changed = {c.unit for c in res.changes if c.unit}
             self.stats.fixed += len(changed)
             self._note_flaps(after, changed)
-            failed = {unit for unit, _ in res.errors if unit}
+            failed = out.failed
             # Done when nothing is left to do; when systemd refused a change (it would likely
             # refuse it again at once: the unit waits for its retry); or after three tries.
             left = not (after.compliant or not after.actions)
@@ -617,28 +617,16 @@ class Daemon:
                 self._note_pending(owner, now)
 
     def _observe_and_plan(self, sub: Policy, query: list[str]) -> Plan:
-        masked = frozenset(self.names.mask_names)
-        p = observe_and_plan(
+        return observe_and_plan(
             sub,
             "/",
             self.systemd,
             query,
             index=self._index,
-            also_masked=masked,
+            also_masked=frozenset(self.names.mask_names),
             deps_of_masked=False,
-        )
-        running = self.stops.running()
-        if not running:
-            return p
-        # A stop job already asked for is not asked for again while it runs.
-        return replace(
-            p,
-            units=tuple(
-                replace(u, actions=tuple(a for a in u.actions if a.step != Step.STOP))
-                if u.obs.unit in running
-                else u
-                for u in p.units
-            ),
+            # A stop job already asked for is not asked for again while it runs.
+            stopping=frozenset(self.stops.running()),
         )
 
     def _learn_names(self, p: Plan) -> None:
