@@ -155,7 +155,7 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         self._load_policy()
         self._start_sentry()
-        self._restart_watcher()
+        self._watch_policy_dirs()
         # Drift made while the daemon was down is fixed before it reports ready.
         self._reconcile(None, self.clock())
         self.notify("READY=1\nSTATUS=" + self.status())
@@ -234,9 +234,9 @@ class Daemon:
         if self.due.take("policy", now):
             # Watch first, then read: a file written in between is read, one written after
             # is seen.
-            self._restart_watcher()
+            self._watch_policy_dirs()
             if self._load_policy():
-                self._restart_watcher()  # the new policy may include files elsewhere
+                self._watch_policy_dirs()  # the new policy may include files elsewhere
                 self.due.set("full", now)
         if self.due.take("sentry", now):
             self._start_sentry()
@@ -409,14 +409,13 @@ class Daemon:
             dirs.extend(str(Path(f).parent) for f in self.policy.files)
         return dirs
 
-    def _restart_watcher(self) -> None:
-        dirs = self._policy_dirs()
-        if self._watcher is not None:
-            if self._watcher.policy_dirs == [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]:
-                return
-            self._watcher.stop()
-        self._watcher = Watcher([], dirs, self.queue.put)
-        self._watcher.start()
+    def _watch_policy_dirs(self) -> None:
+        """The policy directories that exist now (policy.d made since, a new include's),
+        added to the one watcher of the process; those gone are dropped."""
+        if self._watcher is None:
+            self._watcher = Watcher(self.queue.put)
+            self._watcher.start()
+        self._watcher.watch_policy(self._policy_dirs())
 
     # -- reconciling -------------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.inotify import InotifyObserver
 
 from masktool.files import NotAMaskError, remove_mask, write_mask
 from masktool.tree import Tree
@@ -154,26 +153,21 @@ def main(dirs: list[str]) -> None:
 
     logging.basicConfig(level=logging.WARNING)  # watchdog's overflow warning, to the journal
     _notice_overflow(lambda: send(Overflow(time.monotonic())))
-    current = [Watcher(dirs, [], send, guarded)]
-    rewatching = threading.Lock()
+    watcher = Watcher(send, guarded)
+    watcher.watch_units(dirs)
 
     def rewatch(d: str) -> None:
-        with rewatching:
-            old = current[0]
-            current[0] = Watcher(dirs, [], send, guarded)
-            current[0].start()
-            old.stop()
+        # On the observer's own thread, holding its (reentrant) lock: no event of the new
+        # directory is dispatched before it is watched.
+        watcher.rewatch(d)
         send(Rewatched(d, time.monotonic()))
 
-    parents = InotifyObserver()
     # Events name the parent as it really is (links resolved), the child by its own name.
     watched = {str(Path(d).parent.resolve() / Path(d).name): d for d in dirs}
     for parent in dict.fromkeys(Path(p).parent for p in watched):
         if parent.is_dir():
-            parents.schedule(_Parents(watched, rewatch), str(parent), recursive=False)
-    parents.daemon = True
-    parents.start()
-    current[0].start()
+            watcher.add(_Parents(watched, rewatch), str(parent))
+    watcher.start()
     with lock:  # watching: the daemon may now say it is ready
         sys.stdout.write(json.dumps({"t": "ready"}) + "\n")
         sys.stdout.flush()
@@ -181,8 +175,7 @@ def main(dirs: list[str]) -> None:
         for line in sys.stdin:
             guard = json.loads(line)  # a new dict each time: `guarded` reads the current one
     finally:
-        parents.stop()
-        current[0].stop()  # stdin closed: the daemon is gone, and so is this process
+        watcher.stop()  # stdin closed: the daemon is gone, and so is this process
 
 
 class SentryGone(HandlerError):

@@ -10,8 +10,10 @@ just removed, so that it never waits behind a reconcile in progress.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
 
@@ -147,51 +150,106 @@ def _schedule(
     obs: InotifyObserver,
     handler: FileSystemEventHandler,
     path: str,
-    kinds: list[type[FileSystemEvent]],
-) -> None:
+    kinds: list[type[FileSystemEvent]] | None,
+) -> ObservedWatch:
+    if kinds is None:
+        return obs.schedule(handler, path, recursive=False)
     try:
-        obs.schedule(handler, path, recursive=False, event_filter=kinds)
+        return obs.schedule(handler, path, recursive=False, event_filter=kinds)
     except TypeError:
         # watchdog before 2.3 (Debian 12 ships 2.2.1) has no event_filter: the inotify mask then
         # includes opens, which wake the observer on every daemon-reload; the handlers still
         # pass on only the kinds of events they want.
-        obs.schedule(handler, path, recursive=False)
+        return obs.schedule(handler, path, recursive=False)
 
 
 class Watcher:
-    def __init__(
-        self,
-        unit_dirs: Iterable[str],
-        policy_dirs: Iterable[str],
-        sink: Sink,
-        react: React | None = None,
-    ) -> None:
+    """One inotify observer for the life of the process; directories are watched and unwatched
+    one at a time (a replaced one watched anew), never by stopping and restarting it all."""
+
+    def __init__(self, sink: Sink, react: React | None = None) -> None:
         self.sink = sink
         self.react = react
-        self.unit_dirs = [d for d in dict.fromkeys(unit_dirs) if Path(d).is_dir()]
-        self.policy_dirs = [d for d in dict.fromkeys(policy_dirs) if Path(d).is_dir()]
-        self._observer: InotifyObserver | None = None
+        self._obs = InotifyObserver()
+        self._obs.daemon = True
+        # (role, directory as the caller names it) -> the watch on where it really is
+        self._watches: dict[tuple[str, str], ObservedWatch] = {}
+        self._policy_handler = _PolicyDirHandler(sink)
         self._log_handler = _OverflowLog(sink)
+        self._lock = threading.Lock()
+
+    @property
+    def unit_dirs(self) -> list[str]:
+        return [d for role, d in self._watches if role == "unit"]
+
+    @property
+    def policy_dirs(self) -> list[str]:
+        return [d for role, d in self._watches if role == "policy"]
 
     def start(self) -> None:
-        obs = InotifyObserver()
-        # inotify watches what a path names without following a link (watchdog adds the watch
-        # with IN_DONT_FOLLOW): a /etc/systemd/system that is a link would be watched as the
-        # link, and report nothing. Watch the directory it leads to.
-        for d in self.unit_dirs:
-            real = os.path.realpath(d)
-            _schedule(obs, _UnitDirHandler(d, real, self.sink, self.react), real, _UNIT_EVENTS)
-        policy_handler = _PolicyDirHandler(self.sink)
-        for d in dict.fromkeys(os.path.realpath(p) for p in self.policy_dirs):
-            _schedule(obs, policy_handler, d, _POLICY_EVENTS)
         logging.getLogger("watchdog.observers.inotify_c").addHandler(self._log_handler)
-        obs.daemon = True
-        obs.start()
-        self._observer = obs
+        self._obs.start()
 
     def stop(self) -> None:
         logging.getLogger("watchdog.observers.inotify_c").removeHandler(self._log_handler)
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+        self._obs.stop()
+        self._obs.join(timeout=5)
+
+    def watch_units(self, dirs: Iterable[str]) -> None:
+        self._set("unit", dirs)
+
+    def watch_policy(self, dirs: Iterable[str]) -> bool:
+        """Watch these policy directories (those that exist), and no others; whether that
+        changed anything."""
+        return self._set("policy", dirs)
+
+    def rewatch(self, directory: str) -> None:
+        """Watch a unit directory anew: it was replaced, and the old watch follows the old
+        one (or died with it)."""
+        with self._lock:
+            old = self._watches.pop(("unit", directory), None)
+            if old is not None:
+                self._unschedule(old)
+            self._add("unit", directory)
+
+    def add(self, handler: FileSystemEventHandler, path: str) -> None:
+        """Any other directory, for as long as the process runs (the sentry's parents)."""
+        _schedule(self._obs, handler, path, None)
+
+    def _set(self, role: str, dirs: Iterable[str]) -> bool:
+        wanted = [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]
+        changed = False
+        with self._lock:
+            for (r, d), w in list(self._watches.items()):
+                if r == role and d not in wanted:
+                    del self._watches[(r, d)]
+                    self._unschedule(w)
+                    changed = True
+            for d in wanted:
+                if (role, d) not in self._watches:
+                    self._add(role, d)
+                    changed = True
+        return changed
+
+    def _add(self, role: str, d: str) -> None:
+        # inotify watches what a path names without following a link (watchdog adds the watch
+        # with IN_DONT_FOLLOW): a /etc/systemd/system that is a link would be watched as the
+        # link, and report nothing. Watch the directory it leads to.
+        real = os.path.realpath(d)
+        if any(w.path == real for (r, _), w in self._watches.items() if r == role):
+            return  # two names of one directory (a policy directory linked to another)
+        handler: FileSystemEventHandler
+        if role == "unit":
+            handler, kinds = _UnitDirHandler(d, real, self.sink, self.react), _UNIT_EVENTS
+        else:
+            handler, kinds = self._policy_handler, _POLICY_EVENTS
+        try:
+            self._watches[(role, d)] = _schedule(self._obs, handler, real, kinds)
+        except OSError as e:
+            # Gone in between, or not ours to read: said, and looked at again on the next
+            # change (a replaced directory is watched anew, a policy reload watches again).
+            self.sink(HandlerError(f"cannot watch {d}: {e}"))
+
+    def _unschedule(self, w: ObservedWatch) -> None:
+        with contextlib.suppress(KeyError):
+            self._obs.unschedule(w)

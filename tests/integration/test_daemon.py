@@ -531,17 +531,18 @@ def test_metrics_textfile_is_kept_up_to_date(daemon: Host) -> None:
 REPLACED = "/etc/systemd/system was replaced; watching it again and reconciling every unit"
 
 
+REPLACE_COMMANDS = [
+    "cd /etc/systemd && cp -a system system.new && mv system system.old && "
+    "mv system.new system && rm -rf system.old",
+    # Moved away and made again (not rm -rf: masktool puts the mask back while rm runs,
+    # and the rmdir at its end then fails).
+    "mv /etc/systemd/system /root/ess && mkdir /etc/systemd/system && "
+    "cp -a /root/ess/. /etc/systemd/system/ && rm -rf /root/ess",
+]
+
+
 @pytest.mark.parametrize(
-    "replace",
-    [
-        "cd /etc/systemd && cp -a system system.new && mv system system.old && "
-        "mv system.new system && rm -rf system.old",
-        # Moved away and made again (not rm -rf: masktool puts the mask back while rm runs,
-        # and the rmdir at its end then fails).
-        "mv /etc/systemd/system /root/ess && mkdir /etc/systemd/system && "
-        "cp -a /root/ess/. /etc/systemd/system/ && rm -rf /root/ess",
-    ],
-    ids=["renamed-over", "moved-away-and-made-again"],
+    "replace", REPLACE_COMMANDS, ids=["renamed-over", "moved-away-and-made-again"]
 )
 def test_a_replaced_unit_directory_is_watched_again(replace: str) -> None:
     # Issue 11, item 3: the watch followed the old directory; drift in the new one went

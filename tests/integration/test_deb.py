@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,15 @@ import pytest
 from masktool import __version__
 from tests.integration.conftest import require_boot
 from tests.integration.conftest import wait_until as shared_wait_until
-from tests.integration.test_daemon import overflow_then_drift
+from tests.integration.test_daemon import REPLACE_COMMANDS, REPLACED, overflow_then_drift
 from tests.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 DEB = REPO / f"build/deb/masktool_{__version__}_all.deb"
+
+
+def _more_than(count: Callable[[], int], n: int) -> bool:
+    return count() > n
 
 
 def wait_until(what: str, fn: Callable[[], bool]) -> None:
@@ -91,6 +96,19 @@ def test_install_runs_hardened_daemon_and_enforces_a_dropped_in_policy(sb: Sandb
     link = sb.path("/etc/systemd/system/pkg-telnetd.service")
     took = shared_wait_until("put back after the overflow", link.is_symlink, 5)
     assert took < 1.0, took
+
+    # With Debian's watchdog too, a replaced /etc/systemd/system is watched anew at once.
+    def replaced() -> int:
+        out = sb.run(["journalctl", "--no-pager", "-o", "cat", f"MASKTOOL_REASON={REPLACED}"])
+        return len(out.stdout.splitlines())
+
+    for command in REPLACE_COMMANDS:
+        seen = replaced()
+        sb.run(["sh", "-c", command])
+        wait_until("replacement noticed", partial(_more_than, replaced, seen))
+        link.unlink()
+        took = shared_wait_until("put back in the new directory", link.is_symlink, 2)
+        assert took < 1.0, (command, took)
 
 
 def test_remove_keeps_masks_and_purge_removes_config(sb: Sandbox) -> None:
