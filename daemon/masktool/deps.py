@@ -22,10 +22,13 @@ SOFT = ("Wants", "PartOf", "Upholds")
 _SECTIONS = {"Unit", "Socket", "Timer", "Path"}
 _DIR_KINDS = {".wants": "Wants", ".requires": "Requires", ".upholds": "Upholds"}
 _ACTIVATORS = {"socket": "Service", "timer": "Unit", "path": "Unit"}
+_DIR_SUFFIXES = (*_DIR_KINDS, ".d")
 
 
 @dataclass(frozen=True)
 class Dependency:
+    """One edge: `dependent` depends on the unit it is indexed under."""
+
     dependent: str  # the unit that depends
     kind: str  # Requires, Requisite, BindsTo, PartOf, Wants, Upholds, or Triggers
     source: str  # the file or directory it was read from ("systemd" when systemd said so)
@@ -38,6 +41,27 @@ class Dependency:
 # systemd reads unit files of any size, but a unit file is a few kilobytes: anything larger is
 # not one, and reading it whole would only cost memory.
 _MAX_UNIT_FILE = 4 << 20
+_FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _read_open(fd: int, st: os.stat_result) -> str | None:
+    """The text of the regular file open at `fd` (`st` its fstat), or None for anything else."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_UNIT_FILE:
+        return None
+    # As much as fstat says is there, and a byte more to see a file that grew since: a read of
+    # _MAX_UNIT_FILE bytes would allocate that much for each of a thousand small files.
+    data = os.read(fd, st.st_size + 1)
+    if len(data) > st.st_size:
+        chunks = [data]
+        total = len(data)
+        while total <= _MAX_UNIT_FILE:
+            more = os.read(fd, _MAX_UNIT_FILE + 1 - total)
+            if not more:
+                break
+            chunks.append(more)
+            total += len(more)
+        data = b"".join(chunks)
+    return data.decode("utf-8", errors="replace")
 
 
 def _read_unit_file(path: str) -> str | None:
@@ -47,27 +71,57 @@ def _read_unit_file(path: str) -> str | None:
         # Not even opened unless a regular file: opening a device can have effects of its own.
         if not stat.S_ISREG(os.lstat(path).st_mode):
             return None
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, _FILE_FLAGS)
     except OSError:
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_UNIT_FILE:
-            return None
-        data = os.read(fd, _MAX_UNIT_FILE + 1)
+        return _read_open(fd, os.fstat(fd))
     except OSError:
         return None
     finally:
         os.close(fd)
-    return data.decode("utf-8", errors="replace")
 
 
-def _parse(path: str) -> dict[str, list[str]]:
-    """The dependency settings of one unit file or drop-in: 'Section.Key' -> values."""
+def _unit_file(path: str, plain_file: bool) -> tuple[bool, str | None]:
+    """Whether `path` (links resolved) is a unit file (a non-empty regular file, not a mask),
+    and its text when it is and can be read. `plain_file`: the directory listing says the
+    entry is a regular file, no link: opened at once, and fstat answers both questions (two
+    system calls fewer a file than a stat and an lstat first, for the thousand files read)."""
+    if plain_file:
+        try:
+            fd = os.open(path, _FILE_FLAGS)
+        except OSError:
+            fd = -1  # gone, or no longer a plain file: asked again the long way below
+        if fd >= 0:
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                    return False, None
+                try:
+                    return True, _read_open(fd, st)
+                except OSError:
+                    return True, None  # a unit file all the same, which cannot be read
+            finally:
+                os.close(fd)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False, None
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        return False, None
+    return True, _read_unit_file(path)
+
+
+def _settings(texts: Iterable[str | None]) -> dict[str, list[str]]:
+    """The dependency settings of a unit file and its drop-ins: 'Section.Key' -> values."""
     out: dict[str, list[str]] = {}
-    text = _read_unit_file(path)
-    if text is None:
-        return out
+    for text in texts:
+        if text is not None:
+            _parse_into(out, text)
+    return out
+
+
+def _parse_into(out: dict[str, list[str]], text: str) -> None:
     section = ""
     pending = ""
     for raw in text.splitlines():
@@ -85,24 +139,63 @@ def _parse(path: str) -> dict[str, list[str]]:
             continue
         key, value = (s.strip() for s in line.split("=", 1))
         out.setdefault(f"{section}.{key}", []).extend(value.split())
-    return out
+
+
+def _words(texts: Iterable[str | None]) -> frozenset[str]:
+    """Every unit name _parse_into could read from these texts, and more: the words between
+    whitespace and '=' (which no unit name contains). A value's last word before a line
+    continuation is followed by the backslash, so that word is there without it too. Only a
+    unit whose words include a name asked about needs parsing for it."""
+    words: set[str] = set()
+    for text in texts:
+        if text is None:
+            continue
+        found = text.replace("=", " ").split()
+        words.update(found)
+        if "\\" in text:
+            words.update(w[:-1] for w in found if w.endswith("\\"))
+    return frozenset(words)
+
+
+class _Unread:
+    """A unit file (and its drop-ins) not parsed yet: parsed once a name in `words` is asked
+    about. `order` is its place in the search path, which dependents come in. (A plain class:
+    a dataclass costs a third of a millisecond to define, in every run.)"""
+
+    __slots__ = ("order", "path", "texts", "unit", "words")
+
+    def __init__(
+        self, order: int, unit: str, path: str, texts: tuple[str | None, ...], words: frozenset[str]
+    ) -> None:
+        self.order = order
+        self.unit = unit
+        self.path = path
+        self.texts = texts
+        self.words = words
 
 
 class DependencyIndex:
-    """Every dependency edge on the search path under `root`, indexed by the unit depended on."""
+    """Every dependency edge on the search path under `root`, indexed by the unit depended on.
+
+    Every unit file is read, but one is parsed only once a name it could depend on is asked
+    about (`want`): a large policy asks about a thousand units that hardly any file names.
+    Activators are parsed at once: they start a unit of their own name without naming it."""
 
     def __init__(self, root: str = "/") -> None:
         self.root = root
         self.tree = Tree(root)
         self.problems: list[str] = []  # directories that could not be read: "path: why"
-        self._by_target: dict[str, list[Dependency]] = {}
+        # target -> (order of the dependent's file on the search path, edge), in the order read
+        self._by_target: dict[str, list[tuple[int, Dependency]]] = {}
         self._enabled: set[str] = set()  # units with install links in /etc or /run
         self._built = False  # read on first use: an apply with nothing to mask never needs it
+        self._unread: list[_Unread] = []
+        self._wanted: set[str] = set()  # names every file that could name them is parsed for
 
-    def _add(self, dependent: str, kind: str, target: str, source: str) -> None:
+    def _add(self, order: int, dependent: str, kind: str, target: str, source: str) -> None:
         if "%" in target or unit_name_error(target) is not None:
             return  # a specifier only an instance can resolve, or not a unit name
-        self._by_target.setdefault(target, []).append(Dependency(dependent, kind, source))
+        self._by_target.setdefault(target, []).append((order, Dependency(dependent, kind, source)))
 
     def _resolve(self, inside: str, entry: os.DirEntry[str]) -> str | None:
         """The host path an entry leads to, links resolved inside the tree; None if dangling."""
@@ -120,8 +213,10 @@ class DependencyIndex:
 
     def _build(self) -> None:
         self._built = True
-        fragments: dict[str, str] = {}
-        beneath: dict[str, str] = {}  # activators masked: their first file below the mask
+        # name -> (its unit file's host path and text); ("", None) when masked
+        fragments: dict[str, tuple[str, str | None]] = {}
+        # activators masked: their first file below the mask
+        beneath: dict[str, tuple[str, str | None]] = {}
         dropins: dict[str, list[str]] = {}
         seen_dirs: set[tuple[int, int]] = set()
         for d in SEARCH_PATH:
@@ -141,8 +236,9 @@ class DependencyIndex:
             for e in entries:
                 name = e.name
                 inside = f"{d.path}/{name}"
-                suffix = next((s for s in _DIR_KINDS if name.endswith(s)), None)
-                if suffix is not None or name.endswith(".d"):
+                # One endswith for the thousand unit files; which suffix only for directories.
+                if name.endswith(_DIR_SUFFIXES):
+                    suffix = next((s for s in _DIR_KINDS if name.endswith(s)), None)
                     sub = self.tree.real_dir(inside)
                     if sub is None:
                         continue
@@ -151,7 +247,7 @@ class DependencyIndex:
                         if unit_name_error(owner) is not None:
                             continue  # systemd ignores such a directory too
                         for y in self._listdir(sub):
-                            self._add(owner, _DIR_KINDS[suffix], y, e.path)
+                            self._add(-1, owner, _DIR_KINDS[suffix], y, e.path)
                             if d.path in (ETC_DIR, RUN_DIR):
                                 self._enabled.add(y)
                     else:
@@ -160,46 +256,48 @@ class DependencyIndex:
                             f"{sub}/{c}" for c in sorted(self._listdir(sub)) if c.endswith(".conf")
                         )
                     continue
-                masked_above = name in fragments and not fragments[name]
-                if (name in fragments and not masked_above) or unit_name_error(name) is not None:
+                found = fragments.get(name)
+                masked_above = found is not None and not found[0]
+                if (found is not None and not masked_above) or unit_name_error(name) is not None:
                     continue
                 if masked_above and (name in beneath or unit_type(name) not in _ACTIVATORS):
                     continue
                 path = self._resolve(inside, e)
-                try:
-                    fst = os.stat(path) if path is not None else None
-                except OSError:
-                    fst = None
+                plain = not e.is_symlink() and e.is_file(follow_symlinks=False)
                 # A mask, a dangling link or anything but a non-empty file is no unit file.
-                real = fst is not None and stat.S_ISREG(fst.st_mode) and fst.st_size > 0
+                real, text = _unit_file(path, plain) if path is not None else (False, None)
                 if masked_above:
                     if real:
-                        beneath[name] = path or ""
+                        beneath[name] = (path or "", text)
                 else:
-                    fragments[name] = (path or "") if real else ""
+                    fragments[name] = (path or "", text) if real else ("", None)
         # An activator masked (by with_triggers, say) still starts its unit once unmasked: the
         # file beneath its mask says which one, so that the mask is known to be the unit's
         # activator's, after a restart too. Only Triggers is read from it: a masked unit pulls
         # nothing in.
-        for unit, path in beneath.items():
-            settings = _parse(path)
-            for extra in dropins.get(unit, []):
-                for k, v in _parse(extra).items():
-                    settings.setdefault(k, []).extend(v)
-            self._triggers(unit, settings, path)
-        for unit, path in fragments.items():
+        order = 0
+        for unit, (path, text) in beneath.items():
+            texts = (text, *(_read_unit_file(p) for p in dropins.get(unit, [])))
+            self._triggers(order, unit, _settings(texts), path)
+            order += 1
+        for unit, (path, text) in fragments.items():
             if not path:
                 continue
-            settings = _parse(path)
-            for extra in dropins.get(unit, []):
-                for k, v in _parse(extra).items():
-                    settings.setdefault(k, []).extend(v)
-            for kind in (*HARD, *SOFT):
-                for target in settings.get(f"Unit.{kind}", []):
-                    self._add(unit, kind, target, path)
-            self._triggers(unit, settings, path)
+            texts = (text, *(_read_unit_file(p) for p in dropins.get(unit, [])))
+            if unit_type(unit) in _ACTIVATORS:
+                self._parsed(order, unit, path, texts)
+            else:
+                self._unread.append(_Unread(order, unit, path, texts, _words(texts)))
+            order += 1
 
-    def _triggers(self, unit: str, settings: dict[str, list[str]], path: str) -> None:
+    def _parsed(self, order: int, unit: str, path: str, texts: Iterable[str | None]) -> None:
+        settings = _settings(texts)
+        for kind in (*HARD, *SOFT):
+            for target in settings.get(f"Unit.{kind}", []):
+                self._add(order, unit, kind, target, path)
+        self._triggers(order, unit, settings, path)
+
+    def _triggers(self, order: int, unit: str, settings: dict[str, list[str]], path: str) -> None:
         t = unit_type(unit)
         if t not in _ACTIVATORS:
             return
@@ -209,18 +307,47 @@ class DependencyIndex:
         accept = settings.get("Socket.Accept", ["no"])[-1].lower() in ("yes", "true", "1")
         default = f"{stem}@.service" if accept else f"{stem}.service"
         for target in named[-1:] or [default]:
-            self._add(unit, "Triggers", target, path)
+            self._add(order, unit, "Triggers", target, path)
+
+    def want(self, names: Iterable[str]) -> None:
+        """Say which units' dependents will be asked for: the files that could name one of
+        them are parsed, in one pass over the files however many names."""
+        if not self._built:
+            self._build()
+        new = set(names) - self._wanted
+        if not new:
+            return
+        self._wanted |= new
+        unread = []
+        for u in self._unread:
+            if u.words.isdisjoint(new):
+                unread.append(u)
+            else:
+                self._parsed(u.order, u.unit, u.path, u.texts)
+        self._unread = unread
 
     def dependents(self, unit: str) -> list[Dependency]:
         if not self._built:
             self._build()
-        return list(self._by_target.get(unit, []))
+        if unit not in self._wanted and self._unread:
+            # Not announced with want(): parse all that is left rather than pass over every
+            # file again for each name asked alone.
+            for u in self._unread:
+                self._parsed(u.order, u.unit, u.path, u.texts)
+            self._unread = []
+        found = self._by_target.get(unit, [])
+        # Files parsed later for another name may have come before: the search path's order.
+        return [d for _, d in sorted(found, key=_first)]
 
     def enabled(self, unit: str) -> bool:
         """Has install links (a .wants/.requires/.upholds entry) in /etc or /run."""
         if not self._built:
             self._build()
         return unit in self._enabled
+
+
+def _first(item: tuple[int, Dependency]) -> int:
+    return item[0]
 
 
 def merge(file_deps: Iterable[Dependency], systemd_deps: Iterable[Dependency]) -> list[Dependency]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -226,7 +225,10 @@ def _take_read_lease(fd: int, where: str, owner: int) -> None:
     """A read lease on `fd`: proof that no process has the file open for writing. While it is
     held, a process opening the file for writing waits for masktool to let go."""
     # A writer opening the file breaks the lease, and the kernel signals the holder: SIGURG is
-    # ignored by default, SIGIO (the default signal) would end the process.
+    # ignored by default, SIGIO (the default signal) would end the process. (signal is
+    # imported here: a lease is rare, and the module costs half a millisecond a run.)
+    import signal
+
     fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
     try:
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
@@ -368,6 +370,8 @@ def _remove_at(tree: Tree, dfd: int, unit: str, inside: str, where: str) -> bool
 
 @dataclass(frozen=True)
 class Displaced:
+    """Where a displaced file was moved."""
+
     copy: str  # where the copy is, inside the tree
     note: str = ""  # what could not be kept (the owner, when masktool lacks CAP_CHOWN)
 

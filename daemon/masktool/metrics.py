@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ def default_path() -> str | None:
 
 @dataclass(frozen=True)
 class UnitSample:
+    """One unit's compliance, as exported."""
+
     unit: str
     want: str
     state: str
@@ -170,6 +171,10 @@ def write_atomic(path: str, text: str) -> None:
                 f"{shown(path)} exists and is not a regular file; give a file name for the metrics",
             )
     directory = str(Path(path).parent)
+    # Imported here: every command imports this module for its paths, few write metrics, and
+    # tempfile (with shutil and random) costs ~2 ms a run.
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".masktool.", suffix=".prom.tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -46,8 +46,9 @@ class EntryKind(Enum):
     OTHER = "other"  # a directory, socket or FIFO where a unit file would be: skipped too
 
 
-# Entries the unit loader passes over (see Entry.skipped).
-_NOT_READ = frozenset({EntryKind.DEVICE_NODE, EntryKind.OTHER})
+# Entries the unit loader passes over (see Entry.skipped): compared by identity there, since
+# hashing an Enum member runs Python code and `skipped` runs for every entry looked at.
+_NOT_READ = (EntryKind.DEVICE_NODE, EntryKind.OTHER)
 
 
 class State(Enum):
@@ -60,6 +61,8 @@ class State(Enum):
 
 @dataclass(frozen=True)
 class Entry:
+    """One entry for a unit name in one directory of the search path, classified."""
+
     dir: SearchDir
     name: str
     kind: EntryKind
@@ -78,7 +81,8 @@ class Entry:
     def skipped(self) -> bool:
         """The unit loader passes over this entry (it reads only files and links, tried on
         systemd 252: a directory, device node or socket at a unit's name hides nothing)."""
-        return self.ignored or self.kind in _NOT_READ
+        kind = self.kind
+        return self.ignored or kind is _NOT_READ[0] or kind is _NOT_READ[1]
 
     @property
     def path(self) -> str:
@@ -144,6 +148,9 @@ class DependentState:
 
 @dataclass(frozen=True)
 class UnitObservation:
+    """A policy unit as observed: its entries on disk, how systemd resolves it, and (live)
+    what systemd reports."""
+
     name: str  # as the policy names it
     unit: str  # the unit it resolves to (differs for an alias link in /etc)
     entries: tuple[Entry, ...]  # the unit's own entries, highest precedence first
@@ -249,13 +256,12 @@ class UnitObservation:
     def mask_state(self) -> State:
         """How the unit is masked, if it is, judged by the winning entry."""
         w = self.winner
-        if w is None or w.kind != EntryKind.MASK:
+        if w is None or w.kind is not EntryKind.MASK:
             return State.UNMASKED
-        return {
-            Scope.PERSISTENT: State.MASKED,
-            Scope.RUNTIME: State.MASKED_RUNTIME,
-            Scope.VENDOR: State.MASKED_VENDOR,
-        }[w.dir.scope]
+        scope = w.dir.scope
+        if scope is Scope.PERSISTENT:
+            return State.MASKED
+        return State.MASKED_RUNTIME if scope is Scope.RUNTIME else State.MASKED_VENDOR
 
     def after_unmask(self) -> UnitObservation:
         """The unit as the loader would see it once its masks in /etc and /run are removed."""
@@ -310,46 +316,69 @@ def _outranks(d: SearchDir, than: str) -> bool:
 # -- the files --------------------------------------------------------------------------------
 
 
+def _link_target(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def classify(
     tree: Tree,
     d: SearchDir,
     name: str,
     real_dir: str | None = None,
     prefixes: tuple[str, ...] | None = None,
+    *,
+    hops: dict[str, tuple[str | None, str | None]] | None = None,
+    listed_as_link: bool = False,
 ) -> Entry | None:
     """The entry for `name` in directory `d` of the tree, classified; None if there is none.
 
     `real_dir` is the directory's host path with links resolved inside the tree, `prefixes`
-    the search path as the loader matches links against it (UnitTree works both out once)."""
+    the search path as the loader matches links against it (UnitTree works both out once).
+    `hops` keeps, by absolute link target, its first hop and the unit name that hop names:
+    neither depends on where the link is, and a thousand masks share the target /dev/null.
+    `listed_as_link`: the directory listing says it is a link, so it is read as one at once
+    (one system call, not two); what is no longer a link is looked at afresh."""
     if real_dir is None:
         real_dir = tree.real_dir(d.path)
         if real_dir is None:
             return None
     p = f"{real_dir}/{name}"
-    try:
-        st = os.lstat(p)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if not stat.S_ISLNK(st.st_mode):
-        if stat.S_ISREG(st.st_mode):
-            if st.st_size != 0:
-                return Entry(d, name, EntryKind.UNIT_FILE)
-            # Only a mask in masktool's own scopes may ever be removed: only there does it
-            # matter whether it is still being written.
-            writing = d.scope != Scope.VENDOR and being_written(p)
-            return Entry(d, name, EntryKind.MASK, writing=writing)
-        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            return Entry(d, name, EntryKind.DEVICE_NODE)
-        return Entry(d, name, EntryKind.OTHER)
+    # Replaced or gone since the listing: lstat says what it is now.
+    target = _link_target(p) if listed_as_link else None
+    if target is None:
+        try:
+            st = os.lstat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISLNK(st.st_mode):
+            if stat.S_ISREG(st.st_mode):
+                if st.st_size != 0:
+                    return Entry(d, name, EntryKind.UNIT_FILE)
+                # Only a mask in masktool's own scopes may ever be removed: only there does it
+                # matter whether it is still being written.
+                writing = d.scope != Scope.VENDOR and being_written(p)
+                return Entry(d, name, EntryKind.MASK, writing=writing)
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                return Entry(d, name, EntryKind.DEVICE_NODE)
+            return Entry(d, name, EntryKind.OTHER)
+        target = os.readlink(p)
     if prefixes is None:
         prefixes = search_prefixes(tree)
     inside = f"{d.path}/{name}"
-    target = os.readlink(p)
-    hop = link_hop(tree, inside, target)
+    known = hops.get(target) if hops is not None else None
+    if known is not None:
+        hop, named = known
+    else:
+        hop = link_hop(tree, inside, target)
+        named = alias_target(hop, prefixes) if hop is not None else None
+        if hops is not None and target.startswith("/"):
+            hops[target] = (hop, named)
     if hop is None:
         # systemd cannot resolve where it points and skips it.
         return Entry(d, name, EntryKind.DANGLING, target, ignored=True)
-    named = alias_target(hop, prefixes)
     if named is not None:
         # Into the search path: systemd resolves the link by the name it names (tried: with
         # /run/.../b.service -> /usr/lib/.../a.service and a.service masked in /etc, b.service
@@ -432,7 +461,14 @@ class UnitTree:
         self.problems: list[str] = []
         self.prefixes = search_prefixes(self.tree)
         self._entries: dict[str, tuple[Entry, ...]] = {}
+        self._own: dict[str, Entry | None] = {}
+        self._hops: dict[str, tuple[str | None, str | None]] = {}  # see classify()
+        self._walks: dict[tuple[str, bool], tuple[tuple[str, ...], Entry | None, bool]] = {}
         self._aliases: dict[str, tuple[str, ...]] | None = None
+        # Names with a link among their entries: only a link is an alias (classify), so only
+        # these are classified to find aliases, not every unit on the search path.
+        self._linked: set[str] = set()
+        self._link_paths: set[str] = set()  # host paths of the links listed (see classify)
         # Host paths of entries that may be FIFOs or lead to one (links, and what the directory
         # listing does not say is a regular file or a directory): all that hazards() must look
         # at. The listing's file types come free; an lstat of every unit file does not.
@@ -452,6 +488,9 @@ class UnitTree:
                 continue
             names = frozenset(e.name for e in found)
             self._maybe_fifo.update(e.path for e in found if _maybe_fifo_entry(e))
+            links = [e for e in found if e.is_symlink()]
+            self._linked.update(e.name for e in links)
+            self._link_paths.update(e.path for e in links)
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 # /lib/systemd/system and /usr/lib/systemd/system on merged /usr: listed once.
@@ -470,7 +509,15 @@ class UnitTree:
         found = []
         for d, real, names in self.dirs:
             if name in names:
-                e = classify(self.tree, d, name, real, self.prefixes)
+                e = classify(
+                    self.tree,
+                    d,
+                    name,
+                    real,
+                    self.prefixes,
+                    hops=self._hops,
+                    listed_as_link=f"{real}/{name}" in self._link_paths,
+                )
                 if e is not None:
                     found.append(e)
         self._entries[name] = tuple(found)
@@ -478,7 +525,18 @@ class UnitTree:
 
     def own_entry(self, name: str) -> Entry | None:
         """The first of `name`'s entries the loader does not skip."""
-        return next((e for e in self.entries(name) if not e.skipped), None)
+        # Asked several times a unit while resolving it (observe_files): kept.
+        try:
+            return self._own[name]
+        except KeyError:
+            pass
+        own = None
+        for e in self.entries(name):
+            if not e.skipped:
+                own = e
+                break
+        self._own[name] = own
+        return own
 
     def _first(self, name: str, without_own_masks: bool) -> Entry | None:
         if not without_own_masks:
@@ -487,11 +545,20 @@ class UnitTree:
 
     def _ids_map_get(
         self, name: str, without_own_masks: bool
-    ) -> tuple[list[str], Entry | None, bool]:
+    ) -> tuple[tuple[str, ...], Entry | None, bool]:
         """systemd's unit_ids_map_get(): follow `name` through alias names, at most FOLLOW_MAX
         look-ups; a name followed to that is missing goes to its template. Returns the names
         gone through, the entry found, and whether the walk ended at a loop (or too long a
-        chain), rather than at a missing name."""
+        chain), rather than at a missing name. Kept: observe_files asks it thrice a unit."""
+        key = (name, without_own_masks)
+        found = self._walks.get(key)
+        if found is None:
+            found = self._walks[key] = self._walk(name, without_own_masks)
+        return found
+
+    def _walk(
+        self, name: str, without_own_masks: bool
+    ) -> tuple[tuple[str, ...], Entry | None, bool]:
         via: list[str] = []
         followed: str | None = None
         for _ in range(FOLLOW_MAX):
@@ -499,17 +566,17 @@ class UnitTree:
             e = self._first(key, without_own_masks and key == name)
             if e is None:
                 if followed is None or not is_instance(followed):
-                    return via, None, False
+                    return tuple(via), None, False
                 key = template_of(followed)
                 e = self.own_entry(key)
                 if e is None:
-                    return via, None, False
+                    return tuple(via), None, False
                 via.append(key)
             if not e.alias_of:
-                return via, e, False
+                return tuple(via), e, False
             followed = e.alias_of
             via.append(followed)
-        return via, None, True
+        return tuple(via), None, True
 
     def resolve(
         self, name: str, without_own_masks: bool = False
@@ -523,15 +590,16 @@ class UnitTree:
         if e is None and not loop and is_instance(name):
             template = template_of(name)
             tvia, e, _ = self._ids_map_get(template, False)
-            via = [template, *tvia]
-        return tuple(via), e
+            via = (template, *tvia)
+        return via, e
 
     def aliases_of(self, unit: str) -> tuple[str, ...]:
         """Names that systemd resolves to `unit` through alias links on the search path (a
         dependent may name the unit by any of them)."""
         if self._aliases is None:
             found: dict[str, set[str]] = {}
-            for n in sorted({n for _, _, names in self.dirs for n in names}):
+            listed = {n for _, _, names in self.dirs for n in names}
+            for n in sorted(listed & self._linked):
                 own = self.own_entry(n)
                 if own is None or own.kind != EntryKind.ALIAS:
                     continue
@@ -568,7 +636,12 @@ class UnitTree:
                 path = f"{real}/{n}"
                 if n.endswith(".d"):
                     found.extend(self._dropin_hazards(inside, path))
-                elif path in self._maybe_fifo and _may_be_fifo(path) and not self._mask_link(path):
+                elif (
+                    path in self._maybe_fifo
+                    and not self._dev_null_mask(d, n)
+                    and _may_be_fifo(path)
+                    and not self._mask_link(path)
+                ):
                     why = self._hazard(inside, dropin=False)
                     if why:
                         found.append(f"{shown(inside)} ({why})")
@@ -582,6 +655,21 @@ class UnitTree:
                     found.extend(self._dropin_hazards(base, conf_dir))
         return tuple(found)
 
+    def _dev_null_mask(self, d: SearchDir, name: str) -> bool:
+        """The entry at `name` in `d` is already classified (observe_files) as a mask that
+        leads to /dev/null, and /dev/null is itself: nothing for _hazard to find there (it
+        finds "" for /dev/null), and after an apply a thousand of them need not be read again."""
+        for e in self._entries.get(name, ()):
+            if e.dir is d:
+                return e.kind is EntryKind.MASK and e.target == "/dev/null" and self._dev_null()
+        return False
+
+    def _dev_null(self) -> bool:
+        """/dev/null in the tree is /dev/null itself, no link on the way."""
+        if self._plain_dev_null is None:
+            self._plain_dev_null = self.tree.chase("/dev/null") == ("/dev/null", True)
+        return self._plain_dev_null
+
     def _mask_link(self, path: str) -> bool:
         """A link to /dev/null where /dev/null is itself (no link on the way): the common mask,
         which _hazard would find harmless by following it component by component."""
@@ -590,9 +678,7 @@ class UnitTree:
                 return False
         except OSError:
             return False
-        if self._plain_dev_null is None:
-            self._plain_dev_null = self.tree.chase("/dev/null") == ("/dev/null", True)
-        return self._plain_dev_null
+        return self._dev_null()
 
     def _dropin_hazards(self, inside: str, real: str) -> list[str]:
         try:
@@ -718,10 +804,19 @@ def observe(
     """
     tree = UnitTree(root)
     obs = {n: tree.observe_files(n) for n in names}
+    if deps is not None:
+        # Every name a dependent may use for a unit asked about, announced at once: the unit
+        # files that could name one are parsed in one pass (DependencyIndex.want).
+        deps.want(
+            x
+            for n, o in obs.items()
+            if deps_of_masked or n in deps_for or _may_mask(o)
+            for x in (o.unit, *o.alias_chain, *tree.aliases_of(o.unit))
+        )
     if systemd is None:
         if deps is not None:
             obs = {
-                n: _with_dependents(o, deps, None, {}, tree.aliases_of(o.unit))
+                n: replace(o, dependents=_dependents(o, deps, None, {}, tree.aliases_of(o.unit)))
                 if deps_of_masked or n in deps_for or _may_mask(o)
                 else o
                 for n, o in obs.items()
@@ -729,19 +824,22 @@ def observe(
         return obs
     in_memory = {s.name: s for s in systemd.list_units()}
     wanted = set(query)
+    live_names = {n: o.live_name for n, o in obs.items()}  # each worked out once, not thrice
     ask = sorted(
         {
-            o.live_name
-            for o in obs.values()
+            live_names[n]
+            for n, o in obs.items()
             if not is_template(o.unit)
-            and o.live_name not in in_memory
+            and live_names[n] not in in_memory
             and (o.mask_state() != State.UNMASKED or o.unit in wanted or o.name in wanted)
         }
     )
     live = dict(in_memory)
     hazards = tree.hazards() if ask else ()
     if hazards:
-        obs = {n: replace(o, hazards=hazards) if o.live_name in ask else o for n, o in obs.items()}
+        obs = {
+            n: replace(o, hazards=hazards) if live_names[n] in ask else o for n, o in obs.items()
+        }
     elif ask:
         # One row per name asked, in order, each under the unit's Id: an alias name that
         # systemd still holds for the unit it names comes back as that unit.
@@ -750,7 +848,11 @@ def observe(
         if len(rows) == len(ask):
             live.update(zip(ask, rows, strict=True))
     out: dict[str, UnitObservation] = {}
+    # One copy a unit, with all it learnt: a thousand units in a pass.
     for n, o in obs.items():
+        dependents = o.dependents
+        if deps is not None and (deps_of_masked or n in deps_for or _may_mask(o)):
+            dependents = _dependents(o, deps, systemd, in_memory, tree.aliases_of(o.unit))
         if is_template(o.unit):
             # A template alias (al@.service -> t@.service) not masked yet: systemd gives every
             # instance of t@ the name al@INSTANCE too; they are reported with it.
@@ -761,13 +863,30 @@ def observe(
                 for s in in_memory.values()
                 if template_of(s.name) in (o.unit, also) and not is_template(s.name)
             )
-            out[n] = replace(o, instances=mine)
+            out[n] = _learnt(o, o.live, mine, dependents)
         else:
             # systemd reports a unit under its Id: an alias's state is the unit it names.
-            out[n] = replace(o, live=live.get(o.live_name))
-        if deps is not None and (deps_of_masked or n in deps_for or _may_mask(o)):
-            out[n] = _with_dependents(out[n], deps, systemd, in_memory, tree.aliases_of(o.unit))
+            out[n] = _learnt(o, live.get(live_names[n]), o.instances, dependents)
     return out
+
+
+def _learnt(
+    o: UnitObservation,
+    live: LiveState | None,
+    instances: tuple[LiveState, ...],
+    dependents: tuple[DependentState, ...],
+) -> UnitObservation:
+    """replace(o, live=live, instances=instances, dependents=dependents), at a fifth of the cost
+    (it runs for every unit of a pass, twice in an apply): UnitObservation is a frozen
+    dataclass whose __init__ only sets its fields (no __post_init__, every field in __init__),
+    so a copy of its fields with these three set is what replace() would build."""
+    new = object.__new__(UnitObservation)
+    fields = new.__dict__
+    fields.update(o.__dict__)
+    fields["live"] = live
+    fields["instances"] = instances
+    fields["dependents"] = dependents
+    return new
 
 
 def _may_mask(o: UnitObservation) -> bool:
@@ -776,13 +895,13 @@ def _may_mask(o: UnitObservation) -> bool:
     return etc is None or etc.kind != EntryKind.MASK
 
 
-def _with_dependents(
+def _dependents(
     o: UnitObservation,
     index: DependencyIndex,
     systemd: SystemdReader | None,
     in_memory: dict[str, LiveState],
     aliases: tuple[str, ...] = (),
-) -> UnitObservation:
+) -> tuple[DependentState, ...]:
     # A dependent may name the unit by any alias: `Requires=vb.service` fails as surely as
     # `Requires=b.service` once b.service is masked.
     names = dict.fromkeys((o.unit, *o.alias_chain, *aliases))
@@ -801,4 +920,4 @@ def _with_dependents(
         live = in_memory.get(d.dependent)
         active = None if systemd is None else (live is not None and live.running)
         states.append(DependentState(d, active, index.enabled(d.dependent)))
-    return replace(o, dependents=tuple(states))
+    return tuple(states)

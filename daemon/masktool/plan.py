@@ -24,6 +24,8 @@ class Step(Enum):
 
 @dataclass(frozen=True)
 class Action:
+    """One change to make for a unit."""
+
     step: Step
     unit: str
     detail: str = ""
@@ -31,6 +33,8 @@ class Action:
 
 @dataclass(frozen=True)
 class UnitPlan:
+    """What a rule asks of its unit, what the unit is like, and what to do about it."""
+
     rule: Rule
     obs: UnitObservation
     state: State
@@ -49,6 +53,8 @@ class UnitPlan:
 
 @dataclass(frozen=True)
 class Plan:
+    """A UnitPlan for every rule, in policy order."""
+
     mode: str
     live: bool
     units: tuple[UnitPlan, ...]
@@ -190,19 +196,21 @@ def _alias_note(o: UnitObservation) -> tuple[str, ...]:
 def _plan_mask(rule: Rule, o: UnitObservation, live: bool, masked: frozenset[str]) -> UnitPlan:
     notes = list(_alias_note(o))
     hit = protection(o.name, o.unit)
+    # o.state_for("mask", rule.runtime), with the conflict worked out once: plan runs twice a
+    # pass over a thousand units.
+    conflict = o.conflict(rule.runtime)
+    state = State.CONFLICT if conflict else o.mask_state()
     if hit is not None and hit[2]:
         name, why, _ = hit
         return UnitPlan(
             rule,
             o,
-            o.state_for("mask", rule.runtime),
+            state,
             False,
             notes=tuple(notes),
             refusal=f"masktool never masks {name}, not even with force: {why}",
         )
-    state = o.state_for("mask", rule.runtime)
     actions: list[Action] = []
-    conflict = o.conflict(rule.runtime)
     if conflict:
         # What stands where the mask must go, or in front of it, in a directory masktool
         # writes: /etc, or for a runtime rule /run (an /etc entry the loader skips does not
@@ -253,7 +261,7 @@ def _plan_mask(rule: Rule, o: UnitObservation, live: bool, masked: frozenset[str
             "activation will fail; set 'with_triggers: true' to mask them too"
         )
     if any(a.step in (Step.DISPLACE, Step.MASK, Step.MASK_RUNTIME) for a in actions):
-        refusal = _unsafe_to_mask(rule, o, masked)
+        refusal = _unsafe_to_mask(rule, o, masked, hit)
         if refusal:
             return UnitPlan(
                 rule, o, state, False, refusal=refusal, notes=tuple(notes), activators=activators
@@ -270,9 +278,11 @@ def _in_use(d: DependentState) -> str:
     return ", ".join(w for w, on in (("active", d.active), ("enabled", d.enabled)) if on)
 
 
-def _unsafe_to_mask(rule: Rule, o: UnitObservation, masked: frozenset[str]) -> str:
-    """Why masking this unit would break the host, unless the rule says force."""
-    hit = protection(o.name, o.unit)
+def _unsafe_to_mask(
+    rule: Rule, o: UnitObservation, masked: frozenset[str], hit: tuple[str, str, bool] | None
+) -> str:
+    """Why masking this unit would break the host, unless the rule says force. `hit`: what
+    protection() says of it."""
     if hit is not None and not rule.force:
         name, why, _ = hit
         return (

@@ -42,6 +42,8 @@ def packaged_bundle_dirs() -> list[Path]:
 
 @dataclass(frozen=True, order=True)
 class Location:
+    """Where a rule or setting was read: file and line."""
+
     file: str
     line: int
 
@@ -51,6 +53,8 @@ class Location:
 
 @dataclass(frozen=True)
 class Rule:
+    """One mask or unmask rule as the policy states it."""
+
     unit: str
     action: Action
     source: Location
@@ -67,6 +71,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Exemption:
+    """A unit dropped from included bundles, and why."""
+
     unit: str
     reason: str
     source: Location
@@ -74,6 +80,8 @@ class Exemption:
 
 @dataclass(frozen=True)
 class Policy:
+    """The merged policy: the rule in force per unit, and what it was merged from."""
+
     mode: Mode
     rules: tuple[Rule, ...]  # the effective rule per unit, in policy order
     # Every rule read, effective or not, and which exemption dropped which rule: for `why`.
@@ -197,6 +205,8 @@ class _Reader:
 
 @dataclass
 class _FileContent:
+    """What one policy file says."""
+
     path: str
     mode: tuple[Mode, Location] | None
     includes: list[tuple[str, Location]]
@@ -387,6 +397,8 @@ class _Source:
 
 @dataclass(frozen=True)
 class _Top:
+    """A policy file named on the command line or at a default location."""
+
     source: _Source
     optional: bool = False  # a default location: missing means "not used", not an error
 

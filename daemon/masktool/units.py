@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from enum import Enum
 
@@ -26,7 +25,10 @@ UNIT_TYPES = frozenset(
 )
 
 # VALID_CHARS_WITH_AT in systemd's unit-name.c.
-_VALID_CHARS = frozenset(string.ascii_letters + string.digits + ":-_.\\@")
+# Spelt out rather than taken from the string module, which only this would import.
+_VALID_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + ":-_.\\@"
+)
 
 
 def unit_name_error(name: str) -> str | None:
@@ -43,8 +45,9 @@ def unit_name_error(name: str) -> str | None:
         return f"unknown unit type '.{suffix}'; one of: " + ", ".join(
             "." + t for t in sorted(UNIT_TYPES)
         )
-    bad = sorted({c for c in name[:dot] if c not in _VALID_CHARS})
-    if bad:
+    # issuperset first: it runs for every entry of the search path, and is almost always true.
+    if not _VALID_CHARS.issuperset(name[:dot]):
+        bad = sorted({c for c in name[:dot] if c not in _VALID_CHARS})
         shown = " ".join(repr(c) for c in bad)
         return f"character(s) {shown} not allowed; unit names use letters, digits and :-_.\\@"
     if name.startswith("@"):
@@ -117,6 +120,8 @@ class Scope(Enum):
 
 @dataclass(frozen=True)
 class SearchDir:
+    """A directory of the unit search path and what a mask there means."""
+
     path: str
     scope: Scope
 

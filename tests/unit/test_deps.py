@@ -79,3 +79,69 @@ def test_a_masked_activator_still_names_the_unit_it_starts(tmp_path: Path) -> No
     ]
     assert idx.dependents("lib.service") == []
     assert idx.dependents("b.service") == []
+
+
+def _edges(idx: DependencyIndex, unit: str) -> list[tuple[str, str, str]]:
+    return [(d.dependent, d.kind, d.source) for d in idx.dependents(unit)]
+
+
+def test_parsed_only_for_names_asked_about_same_answers_in_search_path_order(
+    tmp_path: Path,
+) -> None:
+    """want() parses only the files that could name a unit asked about; the answers, and their
+    order (the search path's, each directory as listed), are those of a full parse, however the
+    names are asked for."""
+    usr, etc = "/usr/lib/systemd/system", "/etc/systemd/system"
+    _w(tmp_path, f"{usr}/a.service", "[Unit]\nWants=x.service\nRequires=y.service\n")
+    _w(tmp_path, f"{usr}/b.service", "[Unit]\nRequires = y.service\tx.service\n")
+    # A name after a continuation (the backslash right behind it), in a drop-in, after a
+    # separator that str.split() takes as whitespace (U+2028) rather than a space.
+    _w(tmp_path, f"{usr}/c.service", "[Unit]\nWants=z.service x.service\\\n  w.service\n")
+    _w(tmp_path, f"{etc}/d.service.d/o.conf", "[Unit]\nBindsTo=y.service\n")
+    _w(tmp_path, f"{usr}/d.service", "[Service]\nExecStart=/bin/true\n")
+    _w(tmp_path, f"{usr}/e.service", "[Unit]\nPartOf=v.service\u2028Requires=x.service\n")
+    _w(tmp_path, f"{usr}/f.service", "[Unit]\nDescription=mentions x.service only here\n")
+    _w(tmp_path, f"{usr}/x.socket", "[Socket]\nListenStream=/run/x\n")
+    names = ["x.service", "y.service", "z.service", "w.service", "v.service", "none.service"]
+    full = DependencyIndex(str(tmp_path))
+    expected = {n: _edges(full, n) for n in names}
+    # (In the order of the directory listings: not sorted.)
+    assert sorted(e[0] for e in expected["x.service"]) == [
+        "a.service",
+        "b.service",
+        "c.service",
+        "e.service",
+        "x.socket",
+    ]
+    assert [e[0] for e in expected["w.service"]] == ["c.service"]
+    assert sorted(e[0] for e in expected["y.service"]) == ["a.service", "b.service", "d.service"]
+    assert expected["none.service"] == []
+    for groups in (
+        [names],
+        [["y.service"], ["x.service", "v.service"], ["w.service", "z.service", "none.service"]],
+        [[n] for n in reversed(names)],
+    ):
+        idx = DependencyIndex(str(tmp_path))
+        for group in groups:
+            idx.want(group)
+            for n in group:
+                assert _edges(idx, n) == expected[n], (groups, n)
+    # Asked without want(): everything left is parsed, with the same answers.
+    idx = DependencyIndex(str(tmp_path))
+    idx.want(["v.service"])
+    assert _edges(idx, "x.service") == expected["x.service"]
+
+
+def test_unit_files_read_whole_and_masks_told_apart(tmp_path: Path) -> None:
+    """A unit file is read to its end whatever its size; an empty file or a link to /dev/null
+    is a mask (nothing read from it), and a unit beneath it in a lower directory is not used."""
+    usr = "/usr/lib/systemd/system"
+    body = "[Unit]\n" + "Description=" + "x" * 70000 + "\nRequires=big.service\n"
+    _w(tmp_path, f"{usr}/long.service", body)
+    _w(tmp_path, "/etc/systemd/system/empty.service", "")
+    _w(tmp_path, f"{usr}/empty.service", "[Unit]\nRequires=big.service\n")
+    os.symlink("/dev/null", tmp_path / "etc/systemd/system/nulled.service")
+    _w(tmp_path, f"{usr}/nulled.service", "[Unit]\nRequires=big.service\n")
+    idx = DependencyIndex(str(tmp_path))
+    idx.want(["big.service"])
+    assert [d.dependent for d in idx.dependents("big.service")] == ["long.service"]

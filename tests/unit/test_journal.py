@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from masktool.backend import ApplyResult, Change
-from masktool.journal import MESSAGE_IDS, apply_entries, send_all
+from masktool.journal import MESSAGE_IDS, apply_entries, journal_sender, send_all
 from masktool.observe import Entry, EntryKind, LiveState, UnitObservation
 from masktool.plan import plan
 from masktool.policy import Location, Policy, Rule
@@ -74,3 +76,25 @@ def test_message_ids_are_distinct_128_bit() -> None:
     ids = list(MESSAGE_IDS.values())
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_sender_hands_sendv_what_systemd_journal_send_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """journal_sender skips importing systemd.journal: the lines it sends are that module's."""
+    import systemd._journal
+    from systemd import journal
+
+    ours: list[tuple[str, ...]] = []
+    theirs: list[tuple[str, ...]] = []
+    monkeypatch.setattr(systemd._journal, "sendv", lambda *lines: ours.append(lines))
+    monkeypatch.setattr(journal, "sendv", lambda *lines: theirs.append(lines))
+    send = journal_sender()
+    fields = {"MESSAGE_ID": MESSAGE_IDS["mask"], "PRIORITY": "5", "MASKTOOL_UNIT": "a.service"}
+    where: dict[str, Any] = {"CODE_FILE": "/x/cli.py", "CODE_LINE": 7, "CODE_FUNC": "f"}
+    for s in (send, journal.send):
+        s("masked a.service \u00e9", **where, **fields)
+        s("no location given", MASKTOOL_UNIT="b.service")  # the caller's, found by each
+        s("only a message")
+    assert ours == theirs
+    assert ours[1][1].startswith("CODE_FILE=") and ours[1][1].endswith("test_journal.py")

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
-from masktool.observe import EntryKind, State, UnitTree
+from masktool.deps import Dependency
+from masktool.observe import (
+    DependentState,
+    EntryKind,
+    LiveState,
+    State,
+    UnitObservation,
+    UnitTree,
+    _learnt,
+)
 
 UNIT = "[Service]\nExecStart=/bin/true\n"
 
@@ -140,3 +150,48 @@ def test_instance_uses_template_unless_it_has_its_own_file(root: Path) -> None:
     assert t.observe_files("t@x.service").mask_state() == State.MASKED
     assert t.observe_files("t@own.service").mask_state() == State.UNMASKED
     assert t.observe_files("t@.service").owned_instances == ("t@own.service",)
+
+
+def test_masks_to_dev_null_are_no_hazard_unless_dev_null_leads_to_one(root: Path) -> None:
+    """hazards() takes the masks observe_files found as harmless only while /dev/null in the
+    tree is itself: one that leads to a FIFO is reported wherever it is reached from."""
+    for n in ("a.service", "b.service"):
+        os.symlink("/dev/null", etc(root) / n)
+    tree = UnitTree(str(root))
+    for n in ("a.service", "b.service"):
+        tree.observe_files(n)
+    assert tree.hazards() == ()
+    os.mkfifo(root / "fifo")
+    os.symlink("/fifo", root / "dev/null")
+    tree = UnitTree(str(root))
+    tree.observe_files("a.service")  # a.service classified, b.service not
+    found = tree.hazards()
+    assert found == (
+        "/etc/systemd/system/a.service (leads to /fifo, a FIFO)",
+        "/etc/systemd/system/b.service (leads to /fifo, a FIFO)",
+    )
+
+
+def test_an_entry_replaced_after_the_listing_is_classified_as_it_is_now(root: Path) -> None:
+    os.symlink("/dev/null", etc(root) / "l.service")
+    (etc(root) / "f.service").write_text(UNIT)
+    tree = UnitTree(str(root))  # lists both
+    (etc(root) / "l.service").unlink()
+    (etc(root) / "l.service").write_text(UNIT)
+    (etc(root) / "f.service").unlink()
+    os.symlink("/dev/null", etc(root) / "f.service")
+    assert tree.observe_files("l.service").entries[0].kind == EntryKind.UNIT_FILE
+    assert tree.observe_files("f.service").entries[0].kind == EntryKind.MASK
+
+
+def test_what_observe_adds_is_what_replace_would_give(root: Path) -> None:
+    """observe() copies each observation with what it learnt (observe._learnt) rather than
+    through dataclasses.replace: the same object, field for field."""
+    os.symlink("/dev/null", etc(root) / "a.service")
+    o = UnitTree(str(root)).observe_files("a.service")
+    live = LiveState("a.service", "masked", "inactive", "dead")
+    dep = DependentState(Dependency("b.service", "Requires", "/x"), True, False)
+    got = _learnt(o, live, (live,), (dep,))
+    assert got == replace(o, live=live, instances=(live,), dependents=(dep,))
+    assert got.live is live and o.live is None
+    assert {f.name for f in fields(UnitObservation)} == set(vars(got))
