@@ -312,11 +312,11 @@ class DependencyIndex:
     def want(self, names: Iterable[str]) -> None:
         """Say which units' dependents will be asked for: the files that could name one of
         them are parsed, in one pass over the files however many names."""
-        if not self._built:
-            self._build()
         new = set(names) - self._wanted
         if not new:
-            return
+            return  # not even built: an apply with nothing to mask never reads a unit file
+        if not self._built:
+            self._build()
         self._wanted |= new
         unread = []
         for u in self._unread:

@@ -308,9 +308,12 @@ def _own_mask(e: Entry) -> bool:
     return e.kind == EntryKind.MASK and e.dir.scope != Scope.VENDOR
 
 
+# Each search directory's place in the search path (0 first).
+_RANK = {s.path: i for i, s in enumerate(SEARCH_PATH)}
+
+
 def _outranks(d: SearchDir, than: str) -> bool:
-    order = [s.path for s in SEARCH_PATH]
-    return order.index(d.path) < order.index(than)
+    return _RANK[d.path] < _RANK[than]
 
 
 # -- the files --------------------------------------------------------------------------------

@@ -145,3 +145,13 @@ def test_unit_files_read_whole_and_masks_told_apart(tmp_path: Path) -> None:
     idx = DependencyIndex(str(tmp_path))
     idx.want(["big.service"])
     assert [d.dependent for d in idx.dependents("big.service")] == ["long.service"]
+
+
+def test_nothing_is_read_when_no_name_is_asked_about(tmp_path: Path) -> None:
+    """An apply with every unit masked already asks about no dependents: no unit file is read."""
+    _w(tmp_path, "/usr/lib/systemd/system/a.service", "[Unit]\nRequires=b.service\n")
+    idx = DependencyIndex(str(tmp_path))
+    idx.want([])
+    assert not idx._built
+    idx.want(["b.service"])
+    assert idx._built and [d.dependent for d in idx.dependents("b.service")] == ["a.service"]
