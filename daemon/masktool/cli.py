@@ -4,6 +4,7 @@ exit codes of masktool(8) (0 ok, 1 drift / not all remediated, 2 usage, policy o
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import stat
@@ -106,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
+    if args.command != "daemon":
+        # A command runs once and exits: what the imports made lives as long as it does, so
+        # the collector need not walk it again at every collection (a thousand units make
+        # several; measured: ~10 ms of a 240 ms apply). The daemon lives on and collects all.
+        gc.freeze()
     try:
         return _run(args)
     except PolicyError as e:

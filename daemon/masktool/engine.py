@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from masktool.backend import ApplyResult, Change
@@ -105,6 +104,8 @@ def carry_out(
     again every unit acted on: verification asks systemd itself. `done_already` are changes
     made before the pass (the daemon's put-backs), reported and verified with the rest."""
     if before.actions:
+        from datetime import UTC, datetime  # only when something is to be done
+
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         if systemd is not None:
             from masktool.backend.live import apply_live
