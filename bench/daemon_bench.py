@@ -121,6 +121,13 @@ def _rss_kib(pid: int) -> int:
     return int(m.group(1)) if m else -1
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional: a page shared by n processes counts 1/n in each. Summed over the two
+    processes, the memory they cost the host (RSS counts libpython's pages in both)."""
+    m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
+    return int(m.group(1)) if m else -1
+
+
 def inside(repeat: int, idle: float) -> dict[str, Any]:
     # A unit of its own for every run: the same unit put back many times in a minute would
     # rightly trip masktool's flap guard.
@@ -190,6 +197,7 @@ def inside(repeat: int, idle: float) -> dict[str, Any]:
     time.sleep(idle)
     idle_ticks = sum(_ticks(p) for p in pids) - ticks0
     rss = sum(_rss_kib(p) for p in pids)
+    pss = sum(_pss_kib(p) for p in pids)
     med = statistics.median
     return {
         "repeat": repeat,
@@ -204,7 +212,12 @@ def inside(repeat: int, idle: float) -> dict[str, Any]:
             "restored_from_command_start_s": storm_done - t_cmd,
             "reloads_by_masktool": storm_reloads,
         },
-        "idle": {"seconds": idle, "cpu_ticks": idle_ticks, "rss_mib": rss / 1024},
+        "idle": {
+            "seconds": idle,
+            "cpu_ticks": idle_ticks,
+            "rss_mib": rss / 1024,
+            "pss_mib": pss / 1024,
+        },
     }
 
 
@@ -231,6 +244,7 @@ def report(r: dict[str, Any]) -> str:
         ("daemon-reloads masktool caused in the storm", str(s["reloads_by_masktool"]), "0"),
         (f"idle CPU over {i['seconds']:.0f} s", f"{i['cpu_ticks']} ticks", "0"),
         ("resident memory (daemon and watching process)", f"{i['rss_mib']:.1f} MiB", "<= 30 MiB"),
+        ("proportional memory (PSS, the same two)", f"{i['pss_mib']:.1f} MiB", ""),
     ]
     head = f"medians of {r['repeat']} runs, masktool.service in a booted systemd 252, in-process"
     lines = [head, "| measure | figure | goal |", "|---|---:|---:|"]

@@ -25,6 +25,14 @@ from masktool import lastgood
 from masktool.backend import Change
 from masktool.deps import DependencyIndex
 from masktool.engine import carry_out, observe_and_plan
+from masktool.events import (
+    HandlerError,
+    Overflow,
+    PolicyEvent,
+    Rewatched,
+    UnitEvent,
+    WatchItem,
+)
 from masktool.files import TEMP_PREFIX
 from masktool.journal import (
     Sender,
@@ -56,15 +64,6 @@ from masktool.policy import (
 from masktool.sentry import Sentry, SentryGone
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
-from masktool.watch import (
-    HandlerError,
-    Overflow,
-    PolicyEvent,
-    Rewatched,
-    UnitEvent,
-    Watcher,
-    WatchItem,
-)
 
 Notify = Callable[[str], None]
 
@@ -129,7 +128,7 @@ class Daemon:
         self.names = Names()
         self.retries = Retries(clock, config.retry_delay, config.retry_most)
         self.stops = StopJobs(clock, config.stop_timeout)
-        self._watcher: Watcher | None = None
+        self._policy_watch: list[str] = []  # policy directories the watching process watches
         self._pending: set[str] = set()  # policy units named by events since the last reconcile
         self._pending_since: float | None = None  # when the oldest of them arrived
         self._guard: dict[str, str] = {}  # unit -> "mask"/"unmask": what the sentry may do
@@ -166,8 +165,6 @@ class Daemon:
             self.notify("STOPPING=1")
             if self._sentry is not None:
                 self._sentry.stop()
-            if self._watcher is not None:
-                self._watcher.stop()
         return 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -294,6 +291,8 @@ class Daemon:
             self._sentry.stop()
             self._sentry = None
         sentry = Sentry([ETC_DIR, RUN_DIR], self.queue.put)
+        sentry.arm(self._guard)  # sent once it runs, with the policy directories
+        sentry.watch_policy(self._policy_watch)
         try:
             sentry.start()
         except OSError as e:
@@ -313,7 +312,6 @@ class Daemon:
             return
         self._sentry = sentry
         self.due.clear("sentry")
-        sentry.arm(self._guard)
 
     def _arm(self) -> None:
         """What the sentry may do at once, by unit name; sent to it when it changes."""
@@ -410,12 +408,14 @@ class Daemon:
         return dirs
 
     def _watch_policy_dirs(self) -> None:
-        """The policy directories that exist now (policy.d made since, a new include's),
-        added to the one watcher of the process; those gone are dropped."""
-        if self._watcher is None:
-            self._watcher = Watcher(self.queue.put)
-            self._watcher.start()
-        self._watcher.watch_policy(self._policy_dirs())
+        """The policy directories that exist now (policy.d made since, a new include's) are
+        watched by the watching process (the daemon itself never imports watchdog); those
+        gone are dropped."""
+        self._policy_watch = [d for d in dict.fromkeys(self._policy_dirs()) if Path(d).is_dir()]
+        if self._sentry is not None and not self._sentry.watch_policy(self._policy_watch):
+            self._journal(
+                [error_entry("the watching process did not confirm it watches the policy files")]
+            )
 
     # -- reconciling -------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import stat
@@ -31,12 +30,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-
+from masktool.events import HandlerError, Overflow, PolicyEvent, Rewatched, UnitEvent, WatchItem
 from masktool.files import NotAMaskError, remove_mask, write_mask
 from masktool.tree import Tree
 from masktool.units import ETC_DIR, ETC_SEARCH_DIR
-from masktool.watch import HandlerError, Overflow, Rewatched, UnitEvent, Watcher, WatchItem
 
 HOST = Tree("/")
 
@@ -69,6 +66,8 @@ def react(ev: UnitEvent, guard: dict[str, str]) -> UnitEvent:
 def _encode(item: WatchItem) -> str:
     if isinstance(item, UnitEvent):
         return json.dumps({"t": "unit", **asdict(item)})
+    if isinstance(item, PolicyEvent):
+        return json.dumps({"t": "policy", "path": item.path, "at": item.at})
     if isinstance(item, Rewatched):
         return json.dumps({"t": "rewatched", "directory": item.directory, "at": item.at})
     if isinstance(item, Overflow):
@@ -85,24 +84,11 @@ def _decode(line: str) -> WatchItem:
         return UnitEvent(**d)
     if t == "overflow":
         return Overflow(d["at"])
+    if t == "policy":
+        return PolicyEvent(d["path"], d["at"])
     if t == "rewatched":
         return Rewatched(d["directory"], d["at"])
     return HandlerError(str(d["message"]))
-
-
-class _Parents(FileSystemEventHandler):
-    """Events in the directories that hold the watched ones: a watch follows the directory it
-    was put on, so one renamed over, or removed and made again, is no longer watched."""
-
-    def __init__(self, watched: dict[str, str], changed: Callable[[str], None]) -> None:
-        self.watched = watched  # the path events name -> the directory as the daemon names it
-        self.changed = changed
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        for p in (event.src_path, getattr(event, "dest_path", "")):
-            d = self.watched.get(os.fsdecode(p)) if p else None
-            if d is not None:
-                self.changed(d)
 
 
 _IN_Q_OVERFLOW = 0x4000
@@ -133,8 +119,16 @@ def _notice_overflow(on_overflow: Callable[[], None]) -> None:
 
 
 def main(dirs: list[str]) -> None:
-    """The child: watch `dirs`, put masks back for the names on the last line of stdin (a
-    JSON object: name -> "mask" | "unmask"), write every event to stdout as a JSON line."""
+    """The child: watch the unit directories `dirs` (and the policy directories it is told),
+    put masks back for the names it is told, write every event to stdout as a JSON line.
+
+    Each line on stdin is a JSON object: {"guard": {name: "mask" | "unmask"}} replaces what
+    may be put back; {"policy": [directories]} replaces the policy directories watched, and
+    is answered {"t": "watching"} once they are."""
+    # Only this process imports watchdog: the daemon, which imports this module for Sentry,
+    # is spared its memory (ctypes, the observer's threads).
+    from masktool.watch import ParentsHandler, Watcher
+
     # `systemctl kill -s HUP masktool` (and Ctrl-C on a daemon run by hand) reaches this
     # process too: a reload is the daemon's business, and this one ends when its stdin does.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -142,16 +136,20 @@ def main(dirs: list[str]) -> None:
     guard: dict[str, str] = {}
     lock = threading.Lock()
 
-    def send(item: WatchItem) -> None:
-        line = _encode(item) + "\n"
+    def say(line: str) -> None:
         with lock:
-            sys.stdout.write(line)
+            sys.stdout.write(line + "\n")
             sys.stdout.flush()
+
+    def send(item: WatchItem) -> None:
+        say(_encode(item))
 
     def guarded(ev: UnitEvent) -> UnitEvent:
         return react(ev, guard)
 
-    logging.basicConfig(level=logging.WARNING)  # watchdog's overflow warning, to the journal
+    import logging  # here: only this process logs (watchdog's overflow warning, to the journal)
+
+    logging.basicConfig(level=logging.WARNING)
     _notice_overflow(lambda: send(Overflow(time.monotonic())))
     watcher = Watcher(send, guarded)
     watcher.watch_units(dirs)
@@ -166,14 +164,17 @@ def main(dirs: list[str]) -> None:
     watched = {str(Path(d).parent.resolve() / Path(d).name): d for d in dirs}
     for parent in dict.fromkeys(Path(p).parent for p in watched):
         if parent.is_dir():
-            watcher.add(_Parents(watched, rewatch), str(parent))
+            watcher.add(ParentsHandler(watched, rewatch), str(parent))
     watcher.start()
-    with lock:  # watching: the daemon may now say it is ready
-        sys.stdout.write(json.dumps({"t": "ready"}) + "\n")
-        sys.stdout.flush()
+    say(json.dumps({"t": "ready"}))  # watching: the daemon may now say it is ready
     try:
         for line in sys.stdin:
-            guard = json.loads(line)  # a new dict each time: `guarded` reads the current one
+            msg = json.loads(line)
+            if "guard" in msg:
+                guard = msg["guard"]  # a new dict each time: `guarded` reads the current one
+            if "policy" in msg:
+                watcher.watch_policy(msg["policy"])
+                say(json.dumps({"t": "watching"}))
     finally:
         watcher.stop()  # stdin closed: the daemon is gone, and so is this process
 
@@ -193,7 +194,9 @@ class Sentry:
         self.sink = sink
         self._proc: subprocess.Popen[str] | None = None
         self._guard: dict[str, str] = {}
+        self._policy: list[str] = []
         self._ready = threading.Event()
+        self._watching = threading.Event()
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the child, and return once it watches: drift made after this is seen."""
@@ -212,29 +215,46 @@ class Sentry:
         self._proc = proc
         self._ready.clear()
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
-        self.arm(self._guard)
+        self._send({"guard": self._guard, "policy": self._policy})
         if not self._ready.wait(timeout):
             raise OSError(f"the watching process did not start watching within {timeout:.0f}s")
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if line.startswith('{"t": "ready"'):
+            kind = json.loads(line).get("t")
+            if kind == "ready":
                 self._ready.set()
-                continue
-            self.sink(_decode(line))
+            elif kind == "watching":
+                self._watching.set()
+            else:
+                self.sink(_decode(line))
         if proc is self._proc:
             self.sink(HandlerError("the watching process ended; starting it again"))
             self.sink(SentryGone())
 
     def arm(self, guard: dict[str, str]) -> None:
+        """What it may put back at once, by name."""
         self._guard = guard
+        self._send({"guard": guard})
+
+    def watch_policy(self, dirs: list[str], timeout: float = 5.0) -> bool:
+        """Watch these policy directories (and no others); returns once they are watched, or
+        False if the child did not say so in time."""
+        self._policy = dirs
+        self._watching.clear()
+        return self._send({"policy": dirs}) and self._watching.wait(timeout)
+
+    def _send(self, msg: dict[str, object]) -> bool:
         proc = self._proc
-        if proc is not None and proc.stdin is not None:
-            # If it ended, _read reports it and the daemon starts a new one.
-            with contextlib.suppress(OSError, ValueError):
-                proc.stdin.write(json.dumps(guard) + "\n")
-                proc.stdin.flush()
+        if proc is None or proc.stdin is None:
+            return False
+        try:
+            proc.stdin.write(json.dumps(msg) + "\n")
+            proc.stdin.flush()
+        except (OSError, ValueError):
+            return False  # it ended: _read reports it, and the daemon starts a new one
+        return True
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import (
@@ -31,46 +30,14 @@ from watchdog.events import (
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
-
-@dataclass(frozen=True)
-class UnitEvent:
-    name: str  # the entry's name: a unit name, or something else in the directory
-    directory: str
-    kind: str  # created | deleted | closed (a file written and closed: it may have settled)
-    at: float  # time.monotonic() when it was read
-    fixed: str = ""  # what `react` did about it at once: "mask", "unmask", or nothing
-
-
-@dataclass(frozen=True)
-class PolicyEvent:
-    path: str
-    at: float
-
-
-@dataclass(frozen=True)
-class Overflow:
-    """The kernel's inotify queue overflowed: events were lost."""
-
-    at: float
-
-
-@dataclass(frozen=True)
-class HandlerError:
-    message: str
-
-
-@dataclass(frozen=True)
-class Rewatched:
-    """A watched unit directory was replaced (renamed over, removed and made again, made at
-    last): it is watched anew, and what happened meanwhile was not seen."""
-
-    directory: str
-    at: float
-
-
-WatchItem = UnitEvent | PolicyEvent | Overflow | HandlerError | Rewatched
-Sink = Callable[[WatchItem], None]
-React = Callable[[UnitEvent], UnitEvent]
+from masktool.events import (
+    HandlerError,
+    Overflow,
+    PolicyEvent,
+    React,
+    Sink,
+    UnitEvent,
+)
 
 # Closing a file that was open for writing (IN_CLOSE_WRITE) tells that a file being written has
 # settled; daemon-reload's reads close files that were opened read-only, a different event.
@@ -131,6 +98,21 @@ class _PolicyDirHandler(FileSystemEventHandler):
                     self.sink(PolicyEvent(path, time.monotonic()))
         except Exception as e:  # noqa: BLE001 - reported to the daemon, which journals it
             self.sink(HandlerError(f"inotify handler for policy files: {e!r}"))
+
+
+class ParentsHandler(FileSystemEventHandler):
+    """Events in the directories that hold the watched ones: a watch follows the directory it
+    was put on, so one renamed over, or removed and made again, is no longer watched."""
+
+    def __init__(self, watched: dict[str, str], changed: Callable[[str], None]) -> None:
+        self.watched = watched  # the path events name -> the directory as the caller names it
+        self.changed = changed
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        for p in (event.src_path, getattr(event, "dest_path", "")):
+            d = self.watched.get(os.fsdecode(p)) if p else None
+            if d is not None:
+                self.changed(d)
 
 
 class _OverflowLog(logging.Handler):

@@ -3,8 +3,8 @@ not UTF-8, come back as they went."""
 
 from __future__ import annotations
 
+from masktool.events import HandlerError, Overflow, PolicyEvent, Rewatched, UnitEvent
 from masktool.sentry import _decode, _encode
-from masktool.watch import HandlerError, Overflow, UnitEvent
 
 
 def test_events_cross_the_pipe_unchanged() -> None:
@@ -13,6 +13,8 @@ def test_events_cross_the_pipe_unchanged() -> None:
         UnitEvent("a.service", "/etc/systemd/system", "deleted", 12.5, fixed="mask"),
         UnitEvent(odd, "/run/systemd/system", "created", 1.0),
         Overflow(3.0),
+        PolicyEvent("/etc/masktool/policy.d/" + odd, 4.0),
+        Rewatched("/etc/systemd/system", 5.0),
         HandlerError("inotify handler: boom"),
     ):
         line = _encode(item)
