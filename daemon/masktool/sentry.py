@@ -155,8 +155,8 @@ def main(dirs: list[str]) -> None:
     watcher.watch_units(dirs)
 
     def rewatch(d: str) -> None:
-        # On the observer's own thread, holding its (reentrant) lock: no event of the new
-        # directory is dispatched before it is watched.
+        # On the thread of the observer that watches parents; the unit directory's observer
+        # takes the new watch at once.
         watcher.rewatch(d)
         send(Rewatched(d, time.monotonic()))
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from watchdog.events import (
     DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -50,6 +52,15 @@ _UNIT_EVENTS: list[type[FileSystemEvent]] = [
 # A directory created among the policy directories (policy.d made after the daemon started)
 # makes the daemon look again, and watch it.
 _POLICY_EVENTS: list[type[FileSystemEvent]] = [*_UNIT_EVENTS, DirCreatedEvent]
+# In the parent of a unit directory: that directory made, removed, or renamed over.
+_PARENT_EVENTS: list[type[FileSystemEvent]] = [
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+]
 
 
 def _text(p: bytes | str) -> str:
@@ -147,13 +158,21 @@ def _schedule(
 
 class Watcher:
     """One inotify observer for the life of the process; directories are watched and unwatched
-    one at a time (a replaced one watched anew), never by stopping and restarting it all."""
+    one at a time (a replaced one watched anew), never by stopping and restarting it all.
+
+    Two observers, in fact, both for the life of the process: an observer dispatches every
+    event on one thread, and a put-back in a unit directory must not wait there behind events
+    of the others (a daemon-reload opens files in /etc/systemd, the parent watched for a
+    replaced directory, and watchdog 2.2.1 cannot filter them out: measured, the put-back
+    after `systemctl unmask` then lost the race to systemctl's reload about half the time)."""
 
     def __init__(self, sink: Sink, react: React | None = None) -> None:
         self.sink = sink
         self.react = react
-        self._obs = InotifyObserver()
+        self._obs = InotifyObserver()  # unit directories only
         self._obs.daemon = True
+        self._aux = InotifyObserver()  # policy directories, and the parents of unit ones
+        self._aux.daemon = True
         # (role, directory as the caller names it) -> the watch on where it really is
         self._watches: dict[tuple[str, str], ObservedWatch] = {}
         self._policy_handler = _PolicyDirHandler(sink)
@@ -171,11 +190,14 @@ class Watcher:
     def start(self) -> None:
         logging.getLogger("watchdog.observers.inotify_c").addHandler(self._log_handler)
         self._obs.start()
+        self._aux.start()
 
     def stop(self) -> None:
         logging.getLogger("watchdog.observers.inotify_c").removeHandler(self._log_handler)
-        self._obs.stop()
-        self._obs.join(timeout=5)
+        for obs in (self._obs, self._aux):
+            obs.stop()
+        for obs in (self._obs, self._aux):
+            obs.join(timeout=5)
 
     def watch_units(self, dirs: Iterable[str]) -> None:
         self._set("unit", dirs)
@@ -191,12 +213,14 @@ class Watcher:
         with self._lock:
             old = self._watches.pop(("unit", directory), None)
             if old is not None:
-                self._unschedule(old)
+                self._unschedule("unit", old)
             self._add("unit", directory)
 
     def add(self, handler: FileSystemEventHandler, path: str) -> None:
-        """Any other directory, for as long as the process runs (the sentry's parents)."""
-        _schedule(self._obs, handler, path, None)
+        """The parent of a unit directory, for as long as the process runs: entries made,
+        removed or moved there (opens and closes too with watchdog 2.2.1, which has no
+        filter; they wait on the other observer's thread, not the put-back's)."""
+        _schedule(self._aux, handler, path, _PARENT_EVENTS)
 
     def _set(self, role: str, dirs: Iterable[str]) -> bool:
         wanted = [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]
@@ -205,7 +229,7 @@ class Watcher:
             for (r, d), w in list(self._watches.items()):
                 if r == role and d not in wanted:
                     del self._watches[(r, d)]
-                    self._unschedule(w)
+                    self._unschedule(r, w)
                     changed = True
             for d in wanted:
                 if (role, d) not in self._watches:
@@ -225,13 +249,14 @@ class Watcher:
             handler, kinds = _UnitDirHandler(d, real, self.sink, self.react), _UNIT_EVENTS
         else:
             handler, kinds = self._policy_handler, _POLICY_EVENTS
+        obs = self._obs if role == "unit" else self._aux
         try:
-            self._watches[(role, d)] = _schedule(self._obs, handler, real, kinds)
+            self._watches[(role, d)] = _schedule(obs, handler, real, kinds)
         except OSError as e:
             # Gone in between, or not ours to read: said, and looked at again on the next
             # change (a replaced directory is watched anew, a policy reload watches again).
             self.sink(HandlerError(f"cannot watch {d}: {e}"))
 
-    def _unschedule(self, w: ObservedWatch) -> None:
+    def _unschedule(self, role: str, w: ObservedWatch) -> None:
         with contextlib.suppress(KeyError):
-            self._obs.unschedule(w)
+            (self._obs if role == "unit" else self._aux).unschedule(w)
