@@ -367,8 +367,12 @@ class Daemon:
             self._policy_ok = True
             self._rejected = ""
         self._policy_source = source
+        old, self.policy = self.policy, new
+        if old is not None and (old.mode, old.rules) == (new.mode, new.rules):
+            # The same rules (a configuration tool reloads after every run): what was
+            # journaled stays journaled, and a failing unit keeps its back-off.
+            return
         self._samples = {}
-        self.policy = new
         self._reported = {}
         self.names.reset(new)
         # Failures of the old rules are not the new ones': every unit is reconciled anew.
@@ -428,7 +432,14 @@ class Daemon:
         pol = self.policy
         if pol is None:
             return
-        rules = [r for r in pol.rules if units is None or r.unit in units]
+        # A unit waiting for its retry is left to it by a full pass (a reload, the backstop):
+        # each failure would otherwise be journaled again and its back-off undone.
+        waiting = self.retries.waiting() - self.retries.due() if units is None else set()
+        rules = [
+            r
+            for r in pol.rules
+            if (units is None and r.unit not in waiting) or (units is not None and r.unit in units)
+        ]
         if not rules:
             return
         self.stats.reconciles += 1
@@ -603,17 +614,23 @@ class Daemon:
             if s is not None and s.running and self.stops.still_running(unit):
                 continue
             self.stops.done(unit)
-            if s is not None and s.running:
-                self._journal(
-                    [
-                        error_entry(
-                            f"{unit} still runs {self.cfg.stop_timeout:.0f}s after masktool "
-                            "asked systemd to stop it"
-                        )
-                    ]
+            owners = self.names.owners(unit) or {unit}
+            if s is None or not s.running:
+                for owner in owners:
+                    self._note_pending(owner, now)  # verified by a reconcile of its own
+                continue
+            # Still running: a failed change like any other, tried again on its back-off (a
+            # new stop job, or systemd's running one), not at once.
+            for owner in owners:
+                delay = self.retries.failed(owner)
+                self.stats.errors += 1
+                message = (
+                    f"{unit} still runs {self.cfg.stop_timeout:.0f}s after masktool asked "
+                    f"systemd to stop it; trying again in {delay:.0f}s"
                 )
-            for owner in self.names.owners(unit) or {unit}:
-                self._note_pending(owner, now)
+                rule = self.policy.rule_for(owner) if self.policy is not None else None
+                entry = rule_error_entry(rule, message) if rule else error_entry(message)
+                self._journal([entry | {"MASKTOOL_RETRY_SEC": f"{delay:.0f}"}])
 
     def _observe_and_plan(self, sub: Policy, query: list[str]) -> Plan:
         return observe_and_plan(

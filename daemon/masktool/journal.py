@@ -42,6 +42,7 @@ PRIORITY = {
 }
 
 Sender = Callable[..., None]
+_STOPPED = ("inactive", "failed")
 
 
 def _fields(kind: str, u: UnitPlan, message: str, **extra: str) -> dict[str, str]:
@@ -107,6 +108,9 @@ def apply_entries(
             else:
                 kind = "stop"
             verb = {"mask": "masked", "unmask": "unmasked", "stop": "stopped"}[kind]
+            live = now.obs.live
+            if kind == "stop" and live is not None and live.active_state not in _STOPPED:
+                verb = "asked systemd to stop"  # the daemon does not wait for the job
             why = f": {u.rule.reason}" if u.rule.reason else ""
             entries.append(
                 _fields(

@@ -130,8 +130,9 @@ def _read_rule(obj: Any, where: str) -> Rule:
 def loads(text: str, where: str) -> Saved:
     try:
         top = json.loads(text)
-    except ValueError as e:
-        raise LastGoodError(f"{where}: not JSON ({e})") from None
+    except (ValueError, RecursionError) as e:
+        # RecursionError: nested deeper than the parser goes; no copy masktool wrote is.
+        raise LastGoodError(f"{where}: not JSON masktool wrote ({type(e).__name__})") from None
     if not isinstance(top, dict):
         raise LastGoodError(f"{where}: not a JSON object")
     if top.get("format") != FORMAT:

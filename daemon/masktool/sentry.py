@@ -218,6 +218,8 @@ class Sentry:
         self._send({"guard": self._guard, "policy": self._policy})
         if not self._ready.wait(timeout):
             raise OSError(f"the watching process did not start watching within {timeout:.0f}s")
+        if proc.poll() is not None:
+            raise OSError(f"the watching process ended as it started (status {proc.returncode})")
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -229,6 +231,8 @@ class Sentry:
                 self._watching.set()
             else:
                 self.sink(_decode(line))
+        self._ready.set()  # ended before it was ready: start() must not wait out its timeout
+        self._watching.set()
         if proc is self._proc:
             self.sink(HandlerError("the watching process ended; starting it again"))
             self.sink(SentryGone())

@@ -140,20 +140,30 @@ class Systemd:
 
     def call(self, method: str, signature: bytes = b"", *args: Any) -> Any:
         packed = apply_signature(signature, list(args)) if signature else []
-        for attempt in (1, 2, 3):
+        attempt = interrupted = 0
+        while True:
             try:
                 if self._bus is None:
                     self._reopen()
                 assert self._bus is not None
                 return self._bus.call_method(DEST, PATH, MANAGER, method.encode(), packed).body
             except DBusBaseError as e:
-                lost = -e.errno in _CONNECTION_ERRNOS or type(e).__name__ in _RETRY_NAMES
+                # pystemd leaves errno None on some errors (DBusInterruptedError among them).
+                code = abs(e.errno) if isinstance(e.errno, int) else 0
+                if code == errno.EINTR or type(e).__name__ == "DBusInterruptedError":
+                    # A signal (the daemon's SIGHUP, say) cut the wait for the reply short:
+                    # ask again on the same connection (sd-bus drops the late reply by its
+                    # cookie). Every call masktool makes may be made twice.
+                    interrupted += 1
+                    if interrupted < 20:
+                        continue
+                lost = code in _CONNECTION_ERRNOS or type(e).__name__ in _RETRY_NAMES
+                attempt += 1
                 if lost and attempt < 3:
                     self.close()
                     time.sleep(0.05 * attempt)
                     continue
                 raise SystemdError(method, _error_name(e), _message(e)) from e
-        raise AssertionError("unreachable")
 
     def _reopen(self) -> None:
         """A new connection after one died: the system bus if it is back, else PID 1's private

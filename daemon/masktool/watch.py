@@ -139,6 +139,16 @@ class _OverflowLog(logging.Handler):
             self.sink(Overflow(time.monotonic()))
 
 
+def _identity(d: str) -> tuple[str, int, int]:
+    """Where a directory really is, and which one it is there."""
+    real = os.path.realpath(d)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return (real, 0, 0)
+    return (real, st.st_dev, st.st_ino)
+
+
 def _schedule(
     obs: InotifyObserver,
     handler: FileSystemEventHandler,
@@ -175,6 +185,7 @@ class Watcher:
         self._aux.daemon = True
         # (role, directory as the caller names it) -> the watch on where it really is
         self._watches: dict[tuple[str, str], ObservedWatch] = {}
+        self._ids: dict[tuple[str, str], tuple[str, int, int]] = {}  # what each watch is on
         self._policy_handler = _PolicyDirHandler(sink)
         self._log_handler = _OverflowLog(sink)
         self._lock = threading.Lock()
@@ -226,13 +237,20 @@ class Watcher:
         wanted = [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]
         changed = False
         with self._lock:
-            for (r, d), w in list(self._watches.items()):
+            for (r, d), old in list(self._watches.items()):
                 if r == role and d not in wanted:
                     del self._watches[(r, d)]
-                    self._unschedule(r, w)
+                    self._unschedule(r, old)
                     changed = True
             for d in wanted:
-                if (role, d) not in self._watches:
+                w = self._watches.get((role, d))
+                if w is not None and self._ids.get((role, d)) != _identity(d):
+                    # Replaced since it was watched (renamed over, made again, its link
+                    # pointed elsewhere): the old watch follows the old directory.
+                    del self._watches[(role, d)]
+                    self._unschedule(role, w)
+                    w = None
+                if w is None:
                     self._add(role, d)
                     changed = True
         return changed
@@ -251,6 +269,7 @@ class Watcher:
             handler, kinds = self._policy_handler, _POLICY_EVENTS
         obs = self._obs if role == "unit" else self._aux
         try:
+            self._ids[(role, d)] = _identity(d)
             self._watches[(role, d)] = _schedule(obs, handler, real, kinds)
         except OSError as e:
             # Gone in between, or not ours to read: said, and looked at again on the next

@@ -167,6 +167,29 @@ def test_policy_d_created_after_start_is_watched(daemon: Host) -> None:
         daemon.sb.path("/etc/masktool/policy.d").rmdir()
 
 
+def test_a_replaced_policy_directory_is_watched_again_after_a_reload(daemon: Host) -> None:
+    pd = daemon.sb.path("/etc/masktool/policy.d")
+    pd.mkdir()
+    daemon.systemctl("reload", "masktool.service")
+    time.sleep(0.3)
+    # Removed and made again, as `rm -rf` and a copy from elsewhere do: the old watch died.
+    pd.rmdir()
+    pd.mkdir()
+    (pd / "20-new.yaml").write_text("version: 1\nmask:\n  - dz-pd1.service\n")
+    try:
+        daemon.systemctl("reload", "masktool.service")
+        wait_until("read after the reload", lambda: masked_link(daemon, "dz-pd1.service"))
+        daemon.systemctl("unmask", "dz-pd1.service")
+        (pd / "20-new.yaml").write_text("version: 1\nmask:\n  - dz-pd2.service\n")
+        # No reload: the edit is seen in the new directory.
+        wait_until("edit in the new directory seen", lambda: masked_link(daemon, "dz-pd2.service"))
+    finally:
+        (pd / "20-new.yaml").unlink()
+        pd.rmdir()
+        daemon.systemctl("reload", "masktool.service")
+        daemon.systemctl("unmask", "dz-pd1.service", "dz-pd2.service", check=False)
+
+
 def test_invalid_policy_keeps_the_last_good(daemon: Host) -> None:
     rejected = len(daemon.journal("MASKTOOL_ACTION=policy-rejected"))
     write_policy(daemon, policy_text("  - not-a-unit\n"))
@@ -408,6 +431,44 @@ def test_a_slow_stop_does_not_hold_up_enforcement(daemon: Host) -> None:
         daemon.systemctl("unmask", "dz-slow.service", check=False)
 
 
+INTERRUPTED_CALLS = """
+import signal
+from masktool.systemd_bus import Systemd
+signal.signal(signal.SIGALRM, lambda *a: None)
+with Systemd().open() as s:
+    for i in range(20):
+        signal.setitimer(signal.ITIMER_REAL, 0.002 + i * 0.003)
+        s.reload()
+print("answered")
+"""
+
+
+def test_a_signal_during_a_call_to_systemd_is_survived(daemon: Host) -> None:
+    """A signal handled while waiting for PID 1 (a reload takes ~100 ms) interrupts the wait:
+    the call is made again, not turned into an error (pystemd gives no errno for it)."""
+    res = daemon.sb.run([sys.executable, "-c", INTERRUPTED_CALLS], check=False)
+    assert res.returncode == 0 and res.stdout.strip() == "answered", res.stderr[-2000:]
+
+
+def test_reloads_landing_during_dbus_calls_end_nothing(daemon: Host) -> None:
+    """A SIGHUP that interrupts the daemon's wait for PID 1's reply (pystemd raises EINTR)
+    is a reload, never the end of the daemon."""
+    pid = main_pid(daemon)
+    for i in range(30):
+        daemon.sb.run(
+            [
+                "sh",
+                "-c",
+                f"systemctl unmask dz-b.service & sleep 0.00{i % 10}; "
+                "systemctl reload masktool.service; wait",
+            ]
+        )
+        time.sleep(0.1)
+    wait_until("dz-b masked", lambda: masked_link(daemon, "dz-b.service"))
+    assert main_pid(daemon) == pid
+    assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+
+
 def test_storm_of_200_unmasks(daemon: Host) -> None:
     reloads_before = int(re.search(r"reloads (\d+)", status(daemon)).group(1))  # type: ignore[union-attr]
     daemon.systemctl("unmask", *STORM)
@@ -442,7 +503,7 @@ def test_a_flapping_unit_is_never_left_unenforced(daemon: Host) -> None:
     assert (unmask, rm) == (0, 0)
     wait_until("put back", lambda: masked_link(daemon, unit))
     assert daemon.journal("-u", unit, "MASKTOOL_ACTION=flap"), "the flap was not journaled"
-    assert "flapping 1" in status(daemon)
+    assert re.search(r"flapping [1-9]", status(daemon)), status(daemon)  # others may flap too
     # Its put-backs are summed up, not journaled one by one.
     restores = daemon.journal("-u", unit, "MASKTOOL_ACTION=mask")
     assert len(restores) < 50, len(restores)
@@ -621,6 +682,9 @@ def test_a_change_systemd_refuses_is_retried_and_journaled_under_its_unit() -> N
         masked = [masked_link(host, u) for u in units]
         assert masked.count(True) == 1, masked
         failing = [u for u, m in zip(units, masked, strict=True) if not m]
+        # The one written by the batch call that failed is journaled like any other.
+        done = units[masked.index(True)]
+        assert host.journal("-u", done, "MASKTOOL_ACTION=mask"), done
         for u in failing:
             e = host.journal("-u", u, "MASKTOOL_ACTION=error")
             assert len(e) == 1, e

@@ -41,7 +41,17 @@ def test_no_copy_is_none(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated", "not-json", "wrong-type", "bad-unit", "bad-format", "fifo", "link", "latin1"],
+    [
+        "truncated",
+        "not-json",
+        "wrong-type",
+        "bad-unit",
+        "bad-format",
+        "fifo",
+        "link",
+        "latin1",
+        "deep",
+    ],
 )
 def test_a_damaged_copy_is_reported_never_used(tmp_path: Path, damage: str) -> None:
     pol = load_policy([str(_policy(tmp_path))])
@@ -51,6 +61,8 @@ def test_a_damaged_copy_is_reported_never_used(tmp_path: Path, damage: str) -> N
     data = json.loads(text)
     if damage == "truncated":
         path.write_text(text[: len(text) // 2])
+    elif damage == "deep":
+        path.write_text("[" * 200_000)
     elif damage == "not-json":
         path.write_text("nonsense")
     elif damage == "wrong-type":

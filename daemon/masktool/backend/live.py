@@ -23,7 +23,7 @@ from masktool.observe import UnitTree
 from masktool.plan import Plan, Step, UnitPlan
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.tree import Tree
-from masktool.units import is_template, template_of
+from masktool.units import ETC_DIR, RUN_DIR, is_template, template_of
 
 
 def apply_live(
@@ -129,7 +129,15 @@ def _batch(
         # Each again on its own: the failure is then the failing unit's, and the others are
         # done. Verification re-reads every unit anyway.
         for name in names:
+            before = len(res.changes) + len(res.errors)
             _batch(res, what, [name], call)
+            if len(res.changes) + len(res.errors) == before and what != "enable":
+                # Nothing to do on its own: the call that failed had written it already.
+                # Still this run's change, to be journaled (and verified) as such.
+                where = RUN_DIR if what == "mask-runtime" else ETC_DIR
+                path = f"{where}/{name}"
+                detail = f"symlink {path} -> /dev/null (by the batch call that failed)"
+                res.changes.append(Change(name, what, detail, path))
         return
     for kind, path, dest in changes:
         unit = path.rsplit("/", 1)[-1]
