@@ -141,6 +141,7 @@ class Daemon:
         self._policy_ok = False
         self._policy_source = "none"  # files, saved (the copy on disk) or none: for metrics
         self._rejected = ""  # the first problem of the policy files, while they are rejected
+        self._unsaved = ""  # why the policy in force could not be kept on disk, if it could not
         self._last_reconcile = 0.0
         self._reconnects = systemd.reconnects
         self._ping_every = _watchdog_interval()
@@ -383,7 +384,9 @@ class Daemon:
         path = lastgood.state_path()
         try:
             lastgood.save(policy, path)
+            self._unsaved = ""
         except OSError as e:
+            self._unsaved = f"; the policy cannot be kept in {path} ({e.strerror})"
             self.stats.errors += 1
             self._journal(
                 [
@@ -720,7 +723,7 @@ class Daemon:
             f"{pol.mode}: {len(pol.rules)} unit(s){saved}; drift fixed {self.stats.fixed}; "
             f"refused {self.stats.refused}; reloads {self.stats.reloads}; "
             f"flapping {self.flaps.flapping()}{retry}; "
-            f"last event: {self.stats.last_event}{rejected}{lost}"
+            f"last event: {self.stats.last_event}{rejected}{lost}{self._unsaved}"
         )
 
 

@@ -266,6 +266,20 @@ def test_a_restart_with_broken_policy_files_enforces_the_last_good(
     )
 
 
+def test_a_policy_that_cannot_be_kept_on_disk_is_said_in_status(daemon: Host) -> None:
+    copy = daemon.sb.path("/var/lib/masktool/last-good-policy.json")
+    copy.unlink()
+    copy.mkdir()  # in the way of the rename that replaces it
+    try:
+        daemon.systemctl("reload", "masktool.service")
+        wait_until("said", lambda: "the policy cannot be kept in" in status(daemon))
+    finally:
+        copy.rmdir()
+    daemon.systemctl("reload", "masktool.service")
+    wait_until("kept again", lambda: "cannot be kept" not in status(daemon))
+    assert copy.is_file()
+
+
 def test_a_policy_file_named_in_no_encoding_is_read(daemon: Host) -> None:
     """A file name that is not UTF-8 is a name like any other: read, and shown escaped."""
     pd = daemon.sb.path("/etc/masktool/policy.d")
