@@ -139,3 +139,30 @@ def test_names_learn_aliases_and_activators_and_guard(tmp_path: Path) -> None:
     assert n.mask_names == {"a.service", "r.service"}
     n.reset(None)
     assert n.guard() == {}
+
+
+def test_names_learn_aliases_and_activators_from_a_plan(tmp_path: Path) -> None:
+    """After a plan: an event on the unit an alias names, or on a with_triggers activator,
+    concerns the rule; the activator is guarded like the rule's own unit."""
+    import os
+
+    from masktool.engine import observe_and_plan
+
+    usr = tmp_path / "usr/lib/systemd/system"
+    usr.mkdir(parents=True)
+    (usr / "a.service").write_text("[Service]\nExecStart=/bin/true\n")
+    os.symlink("a.service", usr / "b.service")
+    (usr / "c.service").write_text("[Service]\nExecStart=/bin/true\n")
+    (usr / "c.socket").write_text("[Socket]\nListenStream=/run/c\n")
+    p = tmp_path / "p.yaml"
+    p.write_text("version: 1\nmask:\n  - b.service\n  - unit: c.service\n    with_triggers: true\n")
+    pol = load_policy([str(p)])
+    n = Names()
+    n.reset(pol)
+    assert n.owners("c.socket") == set()
+    n.learn(observe_and_plan(pol, str(tmp_path), None))
+    assert n.owners("a.service") == {"b.service"}
+    assert n.owners("c.socket") == {"c.service"}
+    assert n.guard() == {"b.service": "mask", "c.service": "mask", "c.socket": "mask"}
+    assert "c.socket" in n.mask_names
+    assert n.refused == set()
