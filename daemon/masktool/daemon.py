@@ -120,7 +120,8 @@ class Daemon:
         self.stopping = False
         # When to act: "full" (reconcile everything; the backstop), "batch" (the units named
         # by events, once a burst has settled), "policy" (read the files), "ping" (the
-        # watchdog), "sentry" (start the watching process again), "retry", "stops".
+        # watchdog), "sentry" (start the watching process again). Retries, stop jobs and
+        # flap windows keep their own times (_nearest).
         self.due: Deadlines[str] = Deadlines()
         self.due.set("full", 0.0)
         self.flaps: Flaps[UnitPlan] = Flaps(clock, config.flap_changes, config.flap_window)
@@ -173,11 +174,8 @@ class Daemon:
 
     def _nearest(self) -> float:
         """The next moment the loop has work, whatever happens meanwhile."""
-        self.due.set("retry", self.retries.nearest() or float("inf"))
-        self.due.set("stops", self.stops.nearest() or float("inf"))
-        self.due.set("flaps", self.flaps.nearest() or float("inf"))
-        nearest = self.due.nearest()
-        return nearest if nearest is not None else float("inf")
+        parts = (self.due, self.retries, self.stops, self.flaps)
+        return min((t for p in parts if (t := p.nearest()) is not None), default=float("inf"))
 
     def _step(self) -> None:
         timeout = max(0.0, self._nearest() - self.clock())

@@ -15,9 +15,10 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from masktool.policy import Action, Exemption, Location, Mode, Policy, Rule
+from masktool.report import rule_json
 from masktool.units import unit_name_error
 
 FORMAT = 1
@@ -43,20 +44,8 @@ def state_path() -> str:
 
 
 def _rule(r: Rule) -> dict[str, Any]:
-    return {
-        "unit": r.unit,
-        "action": r.action,
-        "file": r.source.file,
-        "line": r.source.line,
-        "reason": r.reason,
-        "stop": r.stop,
-        "runtime": r.runtime,
-        "force": r.force,
-        "enable": r.enable,
-        "with_triggers": r.with_triggers,
-        "trigger_of": r.trigger_of,
-        "via": list(r.via),
-    }
+    # The fields `--json` shows a rule by (and reads back here), with its unit.
+    return {"unit": r.unit, **rule_json(r)}
 
 
 def dumps(policy: Policy, saved_at: str) -> str:
@@ -98,6 +87,13 @@ def _get(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _file_names(obj: dict[str, Any], key: str, where: str) -> list[str]:
+    names: list[Any] = _get(obj, key, list, where)
+    if not all(isinstance(n, str) for n in names):
+        raise LastGoodError(f"{where}: '{key}' holds something other than file names")
+    return [str(n) for n in names]
+
+
 def _read_rule(obj: Any, where: str) -> Rule:
     if not isinstance(obj, dict):
         raise LastGoodError(f"{where}: not an object")
@@ -109,9 +105,7 @@ def _read_rule(obj: Any, where: str) -> Rule:
     if action_text not in ("mask", "unmask"):
         raise LastGoodError(f"{where}: action '{action_text}' is neither mask nor unmask")
     action: Action = "mask" if action_text == "mask" else "unmask"
-    via = _get(obj, "via", list, where)
-    if not all(isinstance(v, str) for v in via):
-        raise LastGoodError(f"{where}: 'via' holds something other than file names")
+    via = _file_names(obj, "via", where)
     return Rule(
         unit=unit,
         action=action,
@@ -141,9 +135,7 @@ def loads(text: str, where: str) -> Saved:
     if mode_text not in ("enforce", "audit"):
         raise LastGoodError(f"{where}: mode '{mode_text}' is neither enforce nor audit")
     mode: Mode = "audit" if mode_text == "audit" else "enforce"
-    files = _get(top, "files", list, where)
-    if not all(isinstance(f, str) for f in files):
-        raise LastGoodError(f"{where}: 'files' holds something other than file names")
+    files = _file_names(top, "files", where)
     rules = tuple(
         _read_rule(r, f"{where}: rules[{i}]") for i, r in enumerate(_get(top, "rules", list, where))
     )
@@ -163,7 +155,7 @@ def loads(text: str, where: str) -> Saved:
                 Location(_get(x, "file", str, at), _get(x, "line", int, at)),
             )
         )
-    policy = Policy(mode, rules, all_rules, tuple(exemptions), tuple(cast("list[str]", files)))
+    policy = Policy(mode, rules, all_rules, tuple(exemptions), tuple(files))
     return Saved(policy, _get(top, "saved_at", str, where))
 
 

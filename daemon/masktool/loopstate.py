@@ -257,8 +257,7 @@ class StopJobs:
 
     def started(self, unit: str) -> None:
         now = self.clock()
-        self._jobs.setdefault(unit, (now, now))
-        started, _ = self._jobs[unit]
+        started = self._jobs[unit][0] if unit in self._jobs else now  # asked again: same job
         self._jobs[unit] = (started, now + 0.01)
 
     def running(self) -> set[str]:

@@ -276,12 +276,17 @@ def test_vendor_alias_mask_covers_the_name_only(host: Host) -> None:
     assert not host.etc("t16-real.target").exists()
 
 
+def _vendor_alias(host: Host, real: str, alias: str) -> None:
+    """A vendor unit and an alias of it beside it, loaded."""
+    host.vendor_unit(real)
+    host.sb.run(["ln", "-s", real, f"{VENDOR_DIR}/{alias}"])
+    host.systemctl("daemon-reload")
+
+
 def test_vendor_alias_of_a_running_service_is_masked_without_stopping_it(host: Host) -> None:
     # systemd reports the alias name under the unit it names (its Id): masktool reads that
     # state, and masking the alias name must not stop the unit the rule does not cover.
-    host.vendor_unit("t16b-real.service")
-    host.sb.run(["ln", "-s", "t16b-real.service", f"{VENDOR_DIR}/t16b-alias.service"])
-    host.systemctl("daemon-reload")
+    _vendor_alias(host, "t16b-real.service", "t16b-alias.service")
     host.systemctl("start", "t16b-real.service")
     p = host.policy("t16b", "version: 1\nmask:\n  - t16b-alias.service\n")
     rc, doc = host.json("check", "--policy", p)
@@ -300,9 +305,7 @@ def test_vendor_alias_of_a_running_service_is_masked_without_stopping_it(host: H
 
 def test_template_alias_with_running_instances_masks_without_stopping_them(host: Host) -> None:
     # Every instance of t16c-real@ also has the name t16c-alias@INSTANCE while it runs.
-    host.vendor_unit("t16c-real@.service")
-    host.sb.run(["ln", "-s", "t16c-real@.service", f"{VENDOR_DIR}/t16c-alias@.service"])
-    host.systemctl("daemon-reload")
+    _vendor_alias(host, "t16c-real@.service", "t16c-alias@.service")
     host.systemctl("start", "t16c-alias@1.service")
     p = host.policy("t16c", "version: 1\nmask:\n  - t16c-alias@.service\n")
     rc, doc = host.json("apply", "--policy", p)
