@@ -138,8 +138,13 @@ class OwnWrites:
         self._lock = threading.Lock()
 
     def expect(self, events: Iterable[tuple[str, EventKind]]) -> None:
-        until = self.clock() + self.window
+        now = self.clock()
+        until = now + self.window
         with self._lock:
+            # Writes whose events never came (a directory replaced meanwhile, say) expire here:
+            # the daemon runs for months.
+            for key in [k for k, v in self._expected.items() if v[-1] < now]:
+                del self._expected[key]
             for path, kind in events:
                 self._expected.setdefault((path, kind), deque()).append(until)
 

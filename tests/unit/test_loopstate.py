@@ -82,6 +82,16 @@ def test_own_writes_are_consumed_once_and_expire() -> None:
     assert len(own) == 0
 
 
+def test_own_writes_whose_events_never_came_are_forgotten() -> None:
+    clock = FakeClock()
+    own = OwnWrites(clock, window=5.0)
+    own.expect([(f"/etc/systemd/system/u{i}.service", "created") for i in range(100)])
+    assert len(own) == 100
+    clock.advance(5.1)
+    own.expect([("/etc/systemd/system/last.service", "created")])
+    assert len(own) == 1
+
+
 def test_retries_back_off_from_5s_to_5min_and_forget_on_success() -> None:
     clock = FakeClock()
     r = Retries(clock, first=5.0, most=300.0)
