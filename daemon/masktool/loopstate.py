@@ -143,7 +143,7 @@ class OwnWrites:
         with self._lock:
             # Writes whose events never came (a directory replaced meanwhile, say) expire here:
             # the daemon runs for months.
-            for key in [k for k, v in self._expected.items() if v[-1] < now]:
+            for key in [k for k, v in self._expected.items() if not v or v[-1] < now]:
                 del self._expected[key]
             for path, kind in events:
                 self._expected.setdefault((path, kind), deque()).append(until)
@@ -158,6 +158,8 @@ class OwnWrites:
                 self._expected.pop((path, kind), None)
                 return False
             expiries.popleft()
+            if not expiries:
+                del self._expected[(path, kind)]
             return True
 
     def __len__(self) -> int:

@@ -90,6 +90,11 @@ def test_own_writes_whose_events_never_came_are_forgotten() -> None:
     clock.advance(5.1)
     own.expect([("/etc/systemd/system/last.service", "created")])
     assert len(own) == 1
+    # One used up, then more expected: nothing of the first is left behind to trip on.
+    assert own.consume("/etc/systemd/system/last.service", "created", clock())
+    own.expect([("/etc/systemd/system/last.service", "created")])
+    assert own.consume("/etc/systemd/system/last.service", "created", clock())
+    assert len(own) == 0
 
 
 def test_retries_back_off_from_5s_to_5min_and_forget_on_success() -> None:
