@@ -73,15 +73,18 @@ run journalctl -xe --no-pager -u demo-telnetd.service -t masktool -n 1
 step "The same entry's fields, for scripts and log shippers"
 run journalctl --no-pager -u demo-telnetd.service -t masktool -n 1 -o verbose --output-fields=MASKTOOL_ACTION,MASKTOOL_UNIT,MASKTOOL_WANT,MASKTOOL_HAVE,MASKTOOL_POLICY,MASKTOOL_REASON,MASKTOOL_LATENCY_USEC
 
-step "A bad policy is rejected; the last good one stays in force"
+step "A policy edit takes effect on reload only; a bad one fails the reload and changes nothing"
 cp /etc/masktool/policy.yaml /root/policy.good
 printf '  - unit: cups\n' >> /etc/masktool/policy.yaml
 sleep 0.5
-run journalctl --no-pager -t masktool -n 1 -o cat MASKTOOL_ACTION=policy-rejected
+echo "# saved, not applied: the daemon says so"
+run systemctl show -p StatusText masktool.service
+run systemctl reload masktool.service
+run masktool reload
 run systemctl unmask demo-telnetd.service
 run systemctl show -p LoadState demo-telnetd.service
 install -m 0644 /root/policy.good /etc/masktool/policy.yaml
-sleep 0.5
+run systemctl reload masktool.service
 run systemctl show -p StatusText masktool.service
 
 step "Rescue: the same engine on an unbooted tree (--root), like systemctl --root"

@@ -23,7 +23,7 @@ from masktool.lock import LockError, apply_lock
 from masktool.metrics import TEXTFILE_DIR, TEXTFILE_NAME, default_path
 from masktool.observe import UnitObservation, UnitTree, observe
 from masktool.plan import Plan
-from masktool.policy import Policy, PolicyError, load_policy
+from masktool.policy import Draft, Policy, PolicyError, load_policy
 from masktool.report import (
     check_text,
     plan_json,
@@ -71,17 +71,55 @@ def _parser() -> argparse.ArgumentParser:
         if js:
             p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    common(sub.add_parser("validate", help="check the policy and exit"), root=True, js=False)
+    def drafts(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--as",
+            dest="as_path",
+            metavar="INSTALLED_PATH",
+            help="with --draft: the path the draft will be installed at (such as "
+            "/etc/masktool/policy.d/50-site.yaml); it is read there, in place of what is "
+            "installed, with every other policy file",
+        )
+        p.add_argument(
+            "--draft",
+            metavar="FILE",
+            help="with --as: a policy file not installed yet, checked as it will merge",
+        )
+
+    validate = sub.add_parser("validate", help="check the policy and exit")
+    common(validate, root=True, js=False)
+    drafts(validate)
     check = sub.add_parser("check", help="audit: exit 1 when a unit is not as the policy wants")
     common(check)
     check.add_argument(
         "--metrics", metavar="FILE", help="also write compliance as a Prometheus textfile to FILE"
     )
-    common(sub.add_parser("plan", help="show what apply would do"))
+    plan = sub.add_parser("plan", help="show what apply would do")
+    common(plan)
+    drafts(plan)
     common(sub.add_parser("apply", help="make the host match the policy, then verify"))
     why = sub.add_parser("why", help="which rule covers UNIT, and what the host says about it")
     why.add_argument("unit", metavar="UNIT")
     common(why, js=False)
+    rl = sub.add_parser(
+        "reload",
+        help="have the running daemon read the policy files and enforce them; exit 2, naming "
+        "file:line, if it rejects them (it then keeps the policy in force)",
+    )
+    rl.add_argument(
+        "--pid",
+        type=int,
+        metavar="PID",
+        help="the daemon's process (masktool.service's ExecReload= passes $MAINPID); default: "
+        "masktool.service's main process, asked of systemd",
+    )
+    rl.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the daemon's answer (default 60)",
+    )
     d = sub.add_parser("daemon", help="enforce continuously (see masktool.service)")
     common(d, root=False, js=False)
     d.add_argument(
@@ -158,10 +196,14 @@ def _run(args: argparse.Namespace) -> int:
 
         metrics = default_path() if args.metrics is None else args.metrics
         return run_daemon(tuple(args.policy), args.backstop, None if metrics == "none" else metrics)
-    policy = load_policy(args.policy, root or "/")
+    if args.command == "reload":
+        return _reload(args.pid, args.timeout)
+    draft = _draft(getattr(args, "as_path", None), getattr(args, "draft", None))
+    policy = load_policy(args.policy, root or "/", draft)
     if args.command == "validate":
         n = len(policy.rules)
-        print(f"policy ok: {n} rule(s) from {len(policy.files)} file(s), mode {policy.mode}")
+        as_ = f" (with {shown(draft.file)} as {shown(draft.installed)})" if draft else ""
+        print(f"policy ok: {n} rule(s) from {len(policy.files)} file(s), mode {policy.mode}{as_}")
         return EXIT_OK
     if root is not None:
         return _dispatch(args, policy, root, None)
@@ -174,6 +216,76 @@ def _run(args: argparse.Namespace) -> int:
         ) from e
     with systemd, apply_lock() if args.command == "apply" else nullcontext():
         return _dispatch(args, policy, None, systemd)
+
+
+SERVICE = "masktool.service"
+
+
+def _draft(as_path: str | None, draft: str | None) -> Draft | None:
+    if as_path is None and draft is None:
+        return None
+    if as_path is None or draft is None:
+        raise UsageError("--as INSTALLED_PATH and --draft FILE go together")
+    if not as_path.startswith("/"):
+        raise UsageError(f"--as {shown(as_path)!r}: give the absolute path it will be installed at")
+    return Draft(as_path, draft)
+
+
+def _reload(pid: int | None, timeout: float) -> int:
+    from masktool import control
+
+    if pid is None:
+        with Systemd().open() as systemd:
+            pid = systemd.main_pid(SERVICE)
+        if pid == 0:
+            raise UsageError(f"{SERVICE} is not running; start it: systemctl start masktool")
+    else:
+        _check_daemon_pid(pid)
+    try:
+        r = control.request_reload(pid, control.result_path(), timeout)
+    except control.ControlError as e:
+        raise UsageError(str(e)) from e
+    if r.accepted:
+        print(f"masktool: policy reloaded and enforced: {r.rules} rule(s), mode {r.mode}")
+        return EXIT_OK
+    for where, what in r.problems:
+        print(f"masktool: {where}: {what}", file=sys.stderr)
+    kept = {
+        "files": f"the policy in force stays ({r.rules} rule(s))",
+        "saved": f"the last good policy saved on disk stays in force ({r.rules} rule(s))",
+    }.get(r.in_force, "no policy is in force")
+    print(f"masktool: the daemon rejected the policy files; {kept}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
+    """Whether the running daemon enforces these policy files, from the copy of the policy in
+    force it keeps on disk; None when no daemon runs or the copy cannot be read (not root)."""
+    from masktool import lastgood
+
+    if systemd.main_pid(SERVICE) == 0:
+        return None
+    try:
+        saved = lastgood.load(lastgood.state_path())
+    except lastgood.LastGoodError:
+        return None
+    if saved is None:
+        return None
+    same = (saved.policy.mode, saved.policy.rules) == (policy.mode, policy.rules)
+    return {"running": True, "policy_is_the_files": same, "loaded_at": saved.saved_at}
+
+
+def _check_daemon_pid(pid: int) -> None:
+    """A PID given by hand is signalled as root: only a masktool daemon's is. (0 and -1 would
+    signal a process group or every process.)"""
+    if pid <= 1:
+        raise UsageError(f"--pid {pid}: not a daemon's process ID")
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError as e:
+        raise UsageError(f"--pid {pid}: no such process ({e.strerror})") from e
+    if b"daemon" not in argv or not any(b"masktool" in a for a in argv):
+        raise UsageError(f"--pid {pid}: not a masktool daemon; leave --pid out to ask systemd")
 
 
 def _check_metrics_path(path: str) -> None:
@@ -224,7 +336,18 @@ def _dispatch(
     show_all = args.command != "apply"
     p = _observe_plan(policy, root, systemd, index=index, deps_of_masked=show_all)
     if args.command == "check":
-        _emit(args, plan_json("check", p, root), check_text(p))
+        doc, text = plan_json("check", p, root), check_text(p)
+        if systemd is not None and not args.policy:
+            daemon = _daemon_policy(policy, systemd)
+            if daemon is not None:
+                doc["daemon"] = daemon
+                if not daemon["policy_is_the_files"]:
+                    text += (
+                        f"\nnote: {SERVICE} enforces the policy it loaded at "
+                        f"{daemon['loaded_at']}; the policy files differ from it (changed, or "
+                        "rejected at the last reload). `systemctl reload masktool` applies them"
+                    )
+        _emit(args, doc, text)
         if args.metrics is not None:
             from masktool.metrics import render, samples, write_atomic
 

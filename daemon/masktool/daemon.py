@@ -21,7 +21,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from types import FrameType
 
-from masktool import lastgood
+from masktool import control, lastgood
 from masktool.backend import Change
 from masktool.deps import DependencyIndex
 from masktool.engine import carry_out, observe_and_plan
@@ -66,6 +66,10 @@ from masktool.systemd_bus import Systemd, SystemdError
 from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
 
 Notify = Callable[[str], None]
+
+# systemd's "not configured" (EXIT_NOTCONFIGURED): no policy to enforce. masktool.service does
+# not restart on it (RestartPreventExitStatus=), so the failed start is what the admin sees.
+EXIT_NOT_CONFIGURED = 6
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,10 @@ class Daemon:
         self.stats = Stats()
         self.stopping = False
         # When to act: "full" (reconcile everything; the backstop), "batch" (the units named
-        # by events, once a burst has settled), "policy" (read the files), "ping" (the
-        # watchdog), "sentry" (start the watching process again). Retries, stop jobs and
+        # by events, once a burst has settled), "reload" (read the policy files and enforce
+        # them: asked for by SIGHUP), "look" (read them only, to say whether they changed
+        # since: a policy event), "ping" (the watchdog), "sentry" (start the watching process
+        # again). Retries, stop jobs and
         # flap windows keep their own times (_nearest).
         self.due: Deadlines[str] = Deadlines()
         self.due.set("full", 0.0)
@@ -143,6 +149,10 @@ class Daemon:
         self._policy_source = "none"  # files, saved (the copy on disk) or none: for metrics
         self._rejected = ""  # the first problem of the policy files, while they are rejected
         self._unsaved = ""  # why the policy in force could not be kept on disk, if it could not
+        self._problems: list[tuple[str, str]] = []  # of the policy files at the last reload
+        self._unapplied = ""  # how the policy files differ from the policy in force, if they do
+        self._answered = -1  # the last reload answered (control.ReloadResult.generation)
+        self._to_answer = False  # a reload was read; answered once its policy is enforced
         self._last_reconcile = 0.0
         self._reconnects = systemd.reconnects
         self._ping_every = _watchdog_interval()
@@ -155,10 +165,24 @@ class Daemon:
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         self._load_policy()
+        if self.policy is None:
+            # Nothing to enforce, not even a copy saved on disk: a daemon that runs would say
+            # `active` and do nothing. It fails its start instead, with the first problem
+            # (journaled in full), and systemd does not restart it (RestartPreventExitStatus).
+            first = f"{self._problems[0][0]}: {self._problems[0][1]}" if self._problems else ""
+            print(
+                f"masktool: no policy to enforce ({first}); fix the policy files, check them "
+                "with `masktool validate`, then `systemctl restart masktool`",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_NOT_CONFIGURED
         self._start_sentry()
         self._watch_policy_dirs()
         # Drift made while the daemon was down is fixed before it reports ready.
         self._reconcile(None, self.clock())
+        self._to_answer = True
+        self._answer()  # generation 0: what a reload asked later is compared with
         self.notify("READY=1\nSTATUS=" + self.status())
         try:
             while not self.stopping:
@@ -193,13 +217,15 @@ class Daemon:
         now = self.clock()
         if isinstance(item, SignalItem):
             if item.signum == signal.SIGHUP:
-                self.due.set("policy", now)
+                self.due.set("reload", now)
             else:
                 self.stopping = True
         elif isinstance(item, UnitEvent):
             self._on_unit_event(item)
         elif isinstance(item, PolicyEvent):
-            self.due.set("policy", item.at + self.cfg.policy_settle)
+            # Saved is not applied: the files are read to say whether they differ from the
+            # policy in force (STATUS, metrics, `masktool check`); a reload applies them.
+            self.due.set("look", item.at + self.cfg.policy_settle)
         elif isinstance(item, Overflow):
             self._journal(
                 [error_entry("inotify queue overflowed; events were lost: reconciling every unit")]
@@ -227,13 +253,18 @@ class Daemon:
         if self.stopping:
             return
         now = self.clock()
-        if self.due.take("policy", now):
+        if self.due.take("reload", now):
             # Watch first, then read: a file written in between is read, one written after
             # is seen.
             self._watch_policy_dirs()
+            self.due.clear("look")
             if self._load_policy():
                 self._watch_policy_dirs()  # the new policy may include files elsewhere
                 self.due.set("full", now)
+            self._to_answer = True
+        elif self.due.take("look", now):
+            self._watch_policy_dirs()
+            self._look_at_files()
         if self.due.take("sentry", now):
             self._start_sentry()
         self._look_at_stop_jobs()
@@ -245,6 +276,10 @@ class Daemon:
             units, since = self._pending, self._pending_since or now
             self._pending, self._pending_since = set(), None
             self._reconcile(units, since)
+        if self._to_answer:
+            # After the reconcile above: `systemctl reload masktool` returns once the new
+            # policy is enforced, so a `masktool check` right after sees it.
+            self._answer()
         for last, held in self.flaps.ended():
             self._journal([flap_summary_entry(last, held, self.cfg.flap_window)])
         if self._ping_every and self.due.take("ping", now):
@@ -335,10 +370,14 @@ class Daemon:
             # masktool's own, even) rejects them, in full in the journal, and enforcing goes on.
             problems = [("policy", f"cannot be read ({type(e).__name__}: {e}); please report this")]
         else:
+            self._problems = []
+            self._unapplied = ""
             self._accept(new, "files")
             self._journal([policy_loaded_entry(new.files, len(new.rules), new.mode)])
             self._save_last_good(new)
             return True
+        self._problems = list(problems)
+        self._unapplied = ""
         self._policy_ok = False
         self._rejected = f"{problems[0][0]}: {problems[0][1]}"
         changed = False
@@ -360,6 +399,67 @@ class Daemon:
         self.notify("STATUS=" + self.status())
         self._write_metrics()
         return changed
+
+    def _look_at_files(self) -> None:
+        """After a change to the policy files: read them and say whether they differ from the
+        policy in force. Nothing is enforced from them until a reload."""
+        try:
+            new: Policy | None = load_policy(self.cfg.policy_args, "/")
+            problems: list[tuple[str, str]] = []
+        except PolicyError as e:
+            new, problems = None, e.problems
+        except Exception as e:  # noqa: BLE001
+            # As in _load_policy: nothing on disk may end the daemon.
+            new, problems = None, [("policy", f"cannot be read ({type(e).__name__}: {e})")]
+        pol = self.policy
+        said = (self._unapplied, self._rejected, self._policy_source)
+        if new is not None and pol is not None and (new.mode, new.rules) == (pol.mode, pol.rules):
+            # The files say what is in force (an edit undone, say): nothing waits, and a
+            # rejection of an earlier reload no longer stands.
+            unapplied = ""
+            self._policy_ok, self._rejected, self._policy_source = True, "", "files"
+            self._problems = []
+        elif new is not None:
+            unapplied = (
+                "policy files changed, not applied: `systemctl reload masktool` applies them"
+            )
+        else:
+            first = f"{problems[0][0]}: {problems[0][1]}" if problems else "unknown problem"
+            unapplied = f"policy files changed and would be rejected: {first}"
+        self._unapplied = unapplied
+        if (self._unapplied, self._rejected, self._policy_source) != said:
+            self.notify("STATUS=" + self.status())
+            self._write_metrics()
+
+    def _answer(self) -> None:
+        """Tell `masktool reload` (control.request_reload) how its reload went."""
+        self._to_answer = False
+        self._answered += 1
+        pol = self.policy
+        result = control.ReloadResult(
+            pid=os.getpid(),
+            generation=self._answered,
+            accepted=self._policy_ok,
+            problems=tuple(self._problems),
+            in_force=self._policy_source,
+            rules=len(pol.rules) if pol is not None else 0,
+            mode=pol.mode if pol is not None else "",
+            at=_wallclock(),
+        )
+        path = control.result_path()
+        try:
+            control.write_result(result, path)
+        except OSError as e:
+            self.stats.errors += 1
+            self._journal(
+                [
+                    error_entry(
+                        f"cannot write the answer to a reload in {path} ({e.strerror}): "
+                        "`systemctl reload masktool` will wait for it in vain"
+                    )
+                ]
+            )
+        self.notify("STATUS=" + self.status())
 
     def _accept(self, new: Policy, source: str) -> None:
         if source == "files":
@@ -494,6 +594,7 @@ class Daemon:
             policy_ok=self._policy_ok,
             last_reconcile=self._last_reconcile,
             policy_source=self._policy_source,
+            policy_pending=bool(self._unapplied),
             totals=Totals(
                 self.stats.fixed, self.stats.refused, self.stats.reloads, self.stats.errors
             ),
@@ -713,6 +814,7 @@ class Daemon:
         if pol is None:
             return "no valid policy: enforcing nothing (see journalctl -u masktool)" + rejected
         saved = "; the last good policy saved on disk" if self._policy_source == "saved" else ""
+        unapplied = f"; {self._unapplied}" if self._unapplied else ""
         n = self.stats.journal_lost
         lost = f"; journal entries lost: {n} (journald unreachable)" if n else ""
         waiting = len(self.retries.waiting())
@@ -721,7 +823,7 @@ class Daemon:
             f"{pol.mode}: {len(pol.rules)} unit(s){saved}; drift fixed {self.stats.fixed}; "
             f"refused {self.stats.refused}; reloads {self.stats.reloads}; "
             f"flapping {self.flaps.flapping()}{retry}; "
-            f"last event: {self.stats.last_event}{rejected}{lost}{self._unsaved}"
+            f"last event: {self.stats.last_event}{rejected}{unapplied}{lost}{self._unsaved}"
         )
 
 

@@ -68,10 +68,12 @@ def render(
     last_reconcile: float,
     totals: Totals | None = None,
     policy_source: str | None = None,
+    policy_pending: bool | None = None,
 ) -> str:
     """`policy_source` (the daemon's): "files" when the policy in force is the one read from
     the files, "saved" when it is the last good copy kept on disk because they were rejected
-    at start, "none" when there is no policy in force at all."""
+    at start, "none" when there is no policy in force at all. `policy_pending` (the
+    daemon's): whether the policy files were changed since the last reload."""
     units = sorted(units, key=lambda u: u.unit)
     out: list[str] = []
 
@@ -117,6 +119,14 @@ def render(
             "1 for where the policy being enforced comes from: the policy files, or the last "
             "good copy saved on disk (the files were rejected at start), or none",
             [(f'{{source="{k}"}}', int(k == policy_source)) for k in ("files", "saved", "none")],
+        )
+    if policy_pending is not None:
+        metric(
+            "masktool_policy_pending",
+            "gauge",
+            "1 when the policy files differ from the policy in force (saved, not yet applied "
+            "by `systemctl reload masktool`)",
+            [("", int(policy_pending))],
         )
     metric(
         "masktool_last_reconcile_timestamp_seconds",

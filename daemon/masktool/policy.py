@@ -96,6 +96,16 @@ class Policy:
         return None
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A policy file not installed yet, read in place of (or added at) the path it will be
+    installed at, so that it is validated and planned as it will merge (`--as PATH --draft
+    FILE`, a configuration tool's `validate:`)."""
+
+    installed: str  # absolute, inside the tree the policy is read in
+    file: str  # a host path, as given
+
+
 @dataclass
 class PolicyError(Exception):
     """One or more problems, each naming file:line. Nothing is applied when one is raised."""
@@ -281,18 +291,40 @@ def parse_text(
                 content.includes.append((inc, r.at(item)))
             elif inc == "":
                 r.error(item, "an include must name a bundle or a path")
+    # A unit listed twice in one file is a slip (a paste, a merge): which of the two was
+    # meant is the admin's to say.
+    # (Masked and unmasked in one file is the merge's "both" error.)
     for action in ("mask", "unmask"):
+        listed: dict[str, tuple[str, Location]] = {}
         if action in keys:
             for item in r.sequence(keys[action][1], action):
                 rule = _parse_rule(r, item, action, via)
-                if rule:
+                if rule and _first_listing(r, listed, rule.unit, f"{action}ed", rule.source):
                     content.rules.append(rule)
     if "exempt" in keys:
+        exempted: dict[str, tuple[str, Location]] = {}
         for item in r.sequence(keys["exempt"][1], "exempt"):
             ex = _parse_exemption(r, item)
-            if ex:
+            if ex and _first_listing(r, exempted, ex.unit, "exempted", ex.source):
                 content.exemptions.append(ex)
     return content
+
+
+def _first_listing(
+    r: _Reader, listed: dict[str, tuple[str, Location]], unit: str, how: str, at: Location
+) -> bool:
+    """Whether this is the unit's first listing in the file; if not, the second is an error."""
+    first = listed.setdefault(unit, (how, at))
+    if first[1] is at:
+        return True
+    r.problems.append(
+        (
+            str(at),
+            f"{unit} is listed twice in this file: {how} here and {first[0]} at line "
+            f"{first[1].line}; keep one",
+        )
+    )
+    return False
 
 
 def _parse_rule(r: _Reader, item: yaml.Node, action: Action, via: tuple[str, ...]) -> Rule | None:
@@ -463,16 +495,26 @@ def _policy_names(names: Iterable[str]) -> list[str]:
 
 
 def _list_policy_dir(
-    tree: Tree, inside: str, name: str, problems: list[tuple[str, str]], *, optional: bool
+    tree: Tree,
+    inside: str,
+    name: str,
+    problems: list[tuple[str, str]],
+    *,
+    optional: bool,
+    draft_at: str = "",
 ) -> list[_Top]:
     """The policy files of a directory, in lexical (byte) order. The directory itself must be
     root's and writable by nobody else, sticky or not: anyone who can add a file to it could
-    unmask units."""
+    unmask units. `draft_at`: the host path a draft will be installed at; counted in when it
+    is in this directory (the reader reads the draft there)."""
+    base = inside.rstrip("/")
+    head, tail = os.path.split(draft_at)
+    added = [tail] if draft_at and head == tree.host(base) and _is_policy_name(tail) else []
     try:
         fd = tree.open_dir(inside, trust=True)
     except OSError as e:
         if isinstance(e, _NOT_FOUND) and optional and not _lexists(tree, inside):
-            return []
+            return [_Top(_Source(tree, f"{base}/{n}", _join(name, n))) for n in added]
         why = _why(e)
         if isinstance(e, NotADirectoryError) and _is_regular_file(tree, inside):
             why = f"{shown(name)} is a regular file, not a directory"
@@ -496,12 +538,12 @@ def _list_policy_dir(
         return []
     finally:
         os.close(fd)
-    base = inside.rstrip("/")
-    return [_Top(_Source(tree, f"{base}/{n}", _join(name, n))) for n in _policy_names(names)]
+    listed = _policy_names(set(names) | set(added))
+    return [_Top(_Source(tree, f"{base}/{n}", _join(name, n))) for n in listed]
 
 
 def _top_sources(
-    policy_args: Sequence[str], tree: Tree, problems: list[tuple[str, str]]
+    policy_args: Sequence[str], tree: Tree, problems: list[tuple[str, str]], draft_at: str = ""
 ) -> list[_Top]:
     """The top-level policy files: --policy files and directories (host paths), else the
     default locations inside the tree."""
@@ -510,7 +552,12 @@ def _top_sources(
         return [
             _Top(main, optional=True),
             *_list_policy_dir(
-                tree, DEFAULT_POLICY_DIR, tree.host(DEFAULT_POLICY_DIR), problems, optional=True
+                tree,
+                DEFAULT_POLICY_DIR,
+                tree.host(DEFAULT_POLICY_DIR),
+                problems,
+                optional=True,
+                draft_at=draft_at,
             ),
         ]
     tops: list[_Top] = []
@@ -525,8 +572,18 @@ def _top_sources(
         except OSError:
             tops.append(_Top(_Source(HOST, inside, a)))  # reading it says what is wrong
             continue
-        tops.extend(_list_policy_dir(HOST, inside, a, problems, optional=False))
+        tops.extend(_list_policy_dir(HOST, inside, a, problems, optional=False, draft_at=draft_at))
     return tops
+
+
+def _host_path(src: _Source) -> str:
+    return src.tree.host(os.path.normpath("/" + src.inside.lstrip("/")))
+
+
+def _draft_host(tree: Tree, draft: Draft | None) -> str:
+    if draft is None:
+        return ""
+    return tree.host(os.path.normpath("/" + draft.installed.lstrip("/")))
 
 
 class _NotText(ValueError):
@@ -609,12 +666,25 @@ class _Open:
 
 
 class _PolicyReader:
-    def __init__(self, tree: Tree, problems: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, tree: Tree, problems: list[tuple[str, str]], draft: Draft | None = None
+    ) -> None:
         self.tree = tree  # where default files and bundles are looked up
         self.problems = problems
         self.contents: list[_FileContent] = []
         self.seen: set[tuple[str, str]] = set()
         self._bundle_dirs: list[tuple[Tree, str]] | None = None
+        self.draft = draft
+        self.draft_at = _draft_host(tree, draft)
+        self.draft_read = False
+
+    def sub(self, src: _Source) -> _Source:
+        """The draft, when `src` is the path it will be installed at; else `src`."""
+        if self.draft is None or _host_path(src) != self.draft_at:
+            return src
+        self.draft_read = True
+        f = self.draft.file
+        return _Source(HOST, f if f.startswith("/") else _join(str(Path.cwd()), f), f)
 
     def problem(self, where: str, what: str) -> None:
         self.problems.append((where, what))
@@ -625,7 +695,7 @@ class _PolicyReader:
         return self._bundle_dirs
 
     def read_top(self, top: _Top) -> None:
-        src = top.source
+        src = self.sub(top.source)
         try:
             text, final = _read(src)
         except _NOT_FOUND as e:
@@ -701,6 +771,7 @@ class _PolicyReader:
             candidates = [_Source(t, f"{d}/{ref}.yaml", t.host(f"{d}/{ref}.yaml")) for t, d in dirs]
         else:
             candidates = [including.include(ref)]
+        candidates = [self.sub(c) for c in candidates]
         for c in candidates:
             try:
                 text, final = _read(c)
@@ -727,18 +798,31 @@ class _PolicyReader:
         return None
 
 
-def load_policy(policy_args: Sequence[str] = (), root: str = "/") -> Policy:
+def load_policy(
+    policy_args: Sequence[str] = (), root: str = "/", draft: Draft | None = None
+) -> Policy:
     """Read, validate and merge the policy. Raises PolicyError naming every problem found.
 
     Default files are read inside `root` (like `systemctl --root`); --policy arguments are
     host paths. Includes are resolved in the tree of the file that includes them; bundles in
-    `root`, then among masktool's own files.
+    `root`, then among masktool's own files. With `draft`, its file is read wherever the
+    policy would read the path it will be installed at.
     """
     tree = Tree(root)
     problems: list[tuple[str, str]] = []
-    reader = _PolicyReader(tree, problems)
-    for top in _top_sources(policy_args, tree, problems):
+    reader = _PolicyReader(tree, problems, draft)
+    for top in _top_sources(policy_args, tree, problems, reader.draft_at):
         reader.read_top(top)
+    if draft is not None and not reader.draft_read:
+        problems.append(
+            (
+                shown(draft.file),
+                f"--as {shown(draft.installed)}: no policy masktool reads is at that path, so "
+                "the draft would change nothing; drafts go at "
+                f"{DEFAULT_POLICY}, {DEFAULT_POLICY_DIR}/NAME.yaml, or "
+                f"{SITE_BUNDLE_DIR}/NAME.yaml when a policy includes NAME",
+            )
+        )
     if not reader.contents and not problems:
         if policy_args:
             where = ", ".join(shown(a) for a in policy_args)
@@ -754,6 +838,27 @@ def load_policy(policy_args: Sequence[str] = (), root: str = "/") -> Policy:
 
 
 # -- merging ----------------------------------------------------------------------------------
+
+
+def _unmatched_exemptions(
+    exemptions: Sequence[Exemption], rules: Sequence[Rule]
+) -> list[tuple[str, str]]:
+    """An exemption that matches no rule does nothing: most likely a typo, and the unit it
+    meant is still masked. (The finding: `kdumpd.service` exempted, kdump stopped.)"""
+    named = {r.unit for r in rules}
+    out = []
+    for e in exemptions:
+        if e.unit in named:
+            continue
+        bundled = sorted({r.unit for r in rules if r.via})
+        # Imported here: only a mistake needs it.
+        from difflib import get_close_matches
+
+        close = get_close_matches(e.unit, bundled, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        where = "the included bundles" if bundled else "the policy (it includes no bundle)"
+        out.append((str(e.source), f"exempt {e.unit} matches no rule of {where}{hint}"))
+    return out
 
 
 def merge(contents: Sequence[_FileContent]) -> Policy:
@@ -797,6 +902,7 @@ def merge(contents: Sequence[_FileContent]) -> Policy:
             continue
         # A later rule for the same unit (a site file after its bundles) overrides the earlier.
         effective[rule.unit] = rule
+    problems.extend(_unmatched_exemptions(exemptions, all_rules))
     if problems:
         raise PolicyError(problems)
     return Policy(

@@ -201,20 +201,36 @@ class Systemd:
                 return []
             raise
         out: list[Dependency] = []
-        assert self._bus is not None
         for prop, kind in _REVERSE_PROPERTIES:
-            try:
-                values = self._bus.call_method(
-                    DEST,
-                    path,
-                    b"org.freedesktop.DBus.Properties",
-                    b"Get",
-                    apply_signature(b"ss", [b"org.freedesktop.systemd1.Unit", prop.encode()]),
-                ).body
-            except DBusBaseError as e:
-                raise SystemdError(f"Get {prop}", _error_name(e), _message(e)) from e
+            values = self._property(path, b"org.freedesktop.systemd1.Unit", prop)
             out.extend(Dependency(v.decode(), kind, "systemd") for v in values)
         return out
+
+    def main_pid(self, name: str) -> int:
+        """The main process of service `name`; 0 when it has none (not running, or not
+        loaded)."""
+        try:
+            path = self.call("GetUnit", b"s", name.encode())
+        except SystemdError as e:
+            if e.name == "DBusNoSuchUnitError":
+                return 0
+            raise
+        return int(self._property(path, b"org.freedesktop.systemd1.Service", "MainPID"))
+
+    def _property(self, path: bytes, interface: bytes, prop: str) -> Any:
+        if self._bus is None:
+            self._reopen()
+        assert self._bus is not None
+        try:
+            return self._bus.call_method(
+                DEST,
+                path,
+                b"org.freedesktop.DBus.Properties",
+                b"Get",
+                apply_signature(b"ss", [interface, prop.encode()]),
+            ).body
+        except DBusBaseError as e:
+            raise SystemdError(f"Get {prop}", _error_name(e), _message(e)) from e
 
     # -- changing --------------------------------------------------------------------------
 

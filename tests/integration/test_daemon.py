@@ -29,13 +29,16 @@ def policy_text(extra: str = "", mode: str = "enforce") -> str:
     )
 
 
-def write_policy(host: Host, text: str) -> None:
-    """Atomically, as a careful admin or a CM tool would: write aside, rename into place."""
+def write_policy(host: Host, text: str, reload: bool = True) -> None:
+    """Atomically, as a careful admin or a CM tool would: write aside, rename into place; then
+    `systemctl reload masktool`, which returns once the daemon enforces it."""
     final = host.sb.path("/etc/masktool/policy.yaml")
     tmp = final.with_name(".policy.yaml.tmp")
     tmp.write_text(text)
     tmp.chmod(0o644)
     tmp.rename(final)
+    if reload:
+        host.systemctl("reload", "masktool.service")
 
 
 def masked_link(host: Host, unit: str) -> bool:
@@ -148,23 +151,75 @@ def test_journal_entries_and_catalog(daemon: Host) -> None:
     )
 
 
-def test_policy_edit_is_enforced(daemon: Host) -> None:
-    write_policy(daemon, policy_text("  - dz-new.service\n"))
-    wait_until("dz-new masked", lambda: masked_link(daemon, "dz-new.service"))
+UNAPPLIED = "policy files changed, not applied: `systemctl reload masktool` applies them"
 
 
-def test_policy_d_created_after_start_is_watched(daemon: Host) -> None:
-    assert not daemon.sb.path("/etc/masktool/policy.d").exists()
-    daemon.sb.path("/etc/masktool/policy.d").mkdir()
+def _pending_metric(host: Host) -> str:
+    return _metric(host, "masktool_policy_pending")
+
+
+def test_a_saved_policy_is_enforced_only_on_reload(daemon: Host) -> None:
+    """Issue 12, item 1: saving a file applied it at once, before anyone could preview it."""
+    write_policy(daemon, policy_text("  - dz-new.service\n"), reload=False)
+    try:
+        wait_until("the change noticed", lambda: UNAPPLIED in status(daemon))
+        assert _pending_metric(daemon) == "masktool_policy_pending 1"
+        out = daemon.masktool_run("check").stdout
+        assert "the policy files differ from it" in out, out
+        time.sleep(0.5)
+        assert not daemon.etc("dz-new.service").exists()
+        # `systemctl reload` returns once the new policy is enforced.
+        daemon.systemctl("reload", "masktool.service")
+        assert masked_link(daemon, "dz-new.service")
+        assert daemon.show("dz-new.service")["LoadState"] == "masked"
+        assert UNAPPLIED not in status(daemon)
+        assert _pending_metric(daemon) == "masktool_policy_pending 0"
+        assert "differ" not in daemon.masktool_run("check").stdout
+    finally:
+        write_policy(daemon, policy_text())
+        daemon.systemctl("unmask", "dz-new.service")
+
+
+def test_an_exempt_typo_saved_changes_nothing_until_reload(daemon: Host) -> None:
+    """The finding: an `exempt` with a typo, saved, stopped and masked a unit at once."""
+    daemon.vendor_unit("dz-kdump.service", "[Service]\nExecStart=/bin/sleep infinity\n")
+    daemon.systemctl("daemon-reload")
+    daemon.systemctl("start", "dz-kdump.service")
+    # A site bundle that masks it, included, with the unit exempted.
+    daemon.sb.write(
+        "/etc/masktool/policies/dz-site.yaml", "version: 1\nmask:\n  - dz-kdump.service\n", 0o644
+    )
+
+    def exempting(unit: str) -> str:
+        return policy_text() + f"include: [dz-site]\nexempt:\n  - unit: {unit}\n    reason: kept\n"
+
+    write_policy(daemon, exempting("dz-kdump.service"))
+    try:
+        write_policy(daemon, exempting("dz-kdumpd.service"), reload=False)
+        wait_until("the change noticed", lambda: "policy files changed" in status(daemon))
+        time.sleep(0.5)
+        assert daemon.show("dz-kdump.service")["ActiveState"] == "active"
+        assert not daemon.etc("dz-kdump.service").exists()
+    finally:
+        write_policy(daemon, policy_text())
+        daemon.systemctl("stop", "dz-kdump.service")
+        daemon.sb.path("/etc/masktool/policies/dz-site.yaml").unlink()
+
+
+def test_a_policy_dir_made_after_start_is_watched(daemon: Host) -> None:
+    pd = daemon.sb.path("/etc/masktool/policy.d")
+    pd.mkdir(exist_ok=True)
     time.sleep(0.3)  # the daemon notices the new directory and watches it
     daemon.sb.write(
         "/etc/masktool/policy.d/10-late.yaml", "version: 1\nmask:\n  - dz-late.service\n"
     )
     try:
-        wait_until("dz-late masked", lambda: masked_link(daemon, "dz-late.service"))
+        wait_until("the new file noticed", lambda: UNAPPLIED in status(daemon))
     finally:
-        daemon.sb.path("/etc/masktool/policy.d/10-late.yaml").unlink()
-        daemon.sb.path("/etc/masktool/policy.d").rmdir()
+        (pd / "10-late.yaml").unlink()
+        pd.rmdir()
+    # Gone again: the files are the policy in force once more.
+    wait_until("nothing waits", lambda: "policy files changed" not in status(daemon))
 
 
 def test_a_replaced_policy_directory_is_watched_again_after_a_reload(daemon: Host) -> None:
@@ -182,7 +237,7 @@ def test_a_replaced_policy_directory_is_watched_again_after_a_reload(daemon: Hos
         daemon.systemctl("unmask", "dz-pd1.service")
         (pd / "20-new.yaml").write_text("version: 1\nmask:\n  - dz-pd2.service\n")
         # No reload: the edit is seen in the new directory.
-        wait_until("edit in the new directory seen", lambda: masked_link(daemon, "dz-pd2.service"))
+        wait_until("edit in the new directory seen", lambda: UNAPPLIED in status(daemon))
     finally:
         (pd / "20-new.yaml").unlink()
         pd.rmdir()
@@ -190,19 +245,42 @@ def test_a_replaced_policy_directory_is_watched_again_after_a_reload(daemon: Hos
         daemon.systemctl("unmask", "dz-pd1.service", "dz-pd2.service", check=False)
 
 
-def test_invalid_policy_keeps_the_last_good(daemon: Host) -> None:
+def test_invalid_policy_fails_the_reload_and_keeps_the_last_good(daemon: Host) -> None:
+    """Issue 12, item 4: the reload exited 0 and STATUS said nothing."""
     rejected = len(daemon.journal("MASKTOOL_ACTION=policy-rejected"))
-    write_policy(daemon, policy_text("  - not-a-unit\n"))
-    wait_until(
-        "rejection journaled",
-        lambda: len(daemon.journal("MASKTOOL_ACTION=policy-rejected")) > rejected,
-    )
+    write_policy(daemon, policy_text("  - not-a-unit\n"), reload=False)
+    wait_until("seen as it would be rejected", lambda: "would be rejected" in status(daemon))
+    assert "policy.yaml:" in status(daemon)
+    r = daemon.systemctl("reload", "masktool.service", check=False)
+    assert r.returncode != 0, r
+    st = status(daemon)
+    assert re.search(r"policy files rejected: /etc/masktool/policy.yaml:\d+: ", st), st
+    shown = daemon.systemctl("status", "masktool.service", check=False).stdout
+    assert "policy files rejected: /etc/masktool/policy.yaml:" in shown, shown
+    assert len(daemon.journal("MASKTOOL_ACTION=policy-rejected")) > rejected
     entry = daemon.journal("MASKTOOL_ACTION=policy-rejected")[-1]
     assert "/etc/masktool/policy.yaml:" in entry["MASKTOOL_POLICY"]
     assert "last good policy stays in force" in entry["MESSAGE"]
+    # The same answer by `masktool reload`: exit 2 and every problem with its file:line.
+    r = daemon.masktool_run("reload")
+    assert r.returncode == 2, r
+    assert re.search(r"^masktool: /etc/masktool/policy.yaml:\d+: .*not-a-unit", r.stderr, re.M)
+    assert "the daemon rejected the policy files" in r.stderr
     daemon.systemctl("unmask", "dz-a.service")
     wait_until("still enforced", lambda: masked_link(daemon, "dz-a.service"))
     write_policy(daemon, policy_text())
+    assert "rejected" not in status(daemon)
+    r = daemon.masktool_run("reload")
+    assert r.returncode == 0, r
+    assert r.stdout.startswith("masktool: policy reloaded and enforced"), r
+
+
+def test_a_pid_given_by_hand_must_be_a_masktool_daemon(daemon: Host) -> None:
+    journald = daemon.systemctl("show", "-p", "MainPID", "--value", "systemd-journald").stdout
+    for pid in ("0", "-1", "1", journald.strip()):
+        r = daemon.masktool_run("reload", "--pid", pid)
+        assert r.returncode == 2, r
+        assert "--pid" in r.stderr, r
 
 
 def _metric(host: Host, name: str) -> str:
@@ -231,11 +309,8 @@ def test_a_restart_with_broken_policy_files_enforces_the_last_good(
         bad.write_text("version: 1\nmask:\n  - unit: dz-x.service\n    stpo: false\n")
     rejected = len(daemon.journal("MASKTOOL_ACTION=policy-rejected"))
     try:
-        daemon.systemctl("reload", "masktool.service")
-        wait_until(
-            "rejected while running",
-            lambda: len(daemon.journal("MASKTOOL_ACTION=policy-rejected")) > rejected,
-        )
+        assert daemon.systemctl("reload", "masktool.service", check=False).returncode != 0
+        assert len(daemon.journal("MASKTOOL_ACTION=policy-rejected")) > rejected
         assert "policy files rejected" in status(daemon)
         daemon.systemctl("restart", "masktool.service")
         assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
@@ -310,7 +385,7 @@ def test_reload_by_sighup(daemon: Host) -> None:
 
 def test_audit_mode_reports_and_changes_nothing(daemon: Host) -> None:
     write_policy(daemon, policy_text(mode="audit"))
-    wait_until("audit policy loaded", lambda: status(daemon).startswith("audit"))
+    assert status(daemon).startswith("audit")
     daemon.systemctl("unmask", "dz-b.service")
     wait_until(
         "drift journaled",
@@ -453,6 +528,8 @@ with Systemd().open() as s:
     for i in range(20):
         signal.setitimer(signal.ITIMER_REAL, 0.002 + i * 0.003)
         s.reload()
+# A timer still running would fire during the interpreter's exit, with SIGALRM's default.
+signal.setitimer(signal.ITIMER_REAL, 0)
 print("answered")
 """
 
@@ -713,3 +790,27 @@ def test_a_change_systemd_refuses_is_retried_and_journaled_under_its_unit() -> N
             wait_until("systemd says masked", partial(_load_state_is, host, u, "masked"))
         wait_until("nothing failing", lambda: "failing" not in status(host))
         assert host.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+
+
+def test_a_start_with_no_policy_to_enforce_fails() -> None:
+    """Issue 12, item 4: with the files rejected and no good copy saved, the unit said `active
+    (running)` and enforced nothing. Its start now fails, naming file:line, without restarts."""
+    require_boot()
+    with Sandbox(binds=service_binds(Path(sys.executable).parent.parent)) as sb:
+        host = Host(sb)
+        install_masktool_service(sb)
+        sb.write(
+            "/etc/masktool/policy.yaml", "version: 1\nmask:\n  - unit: dz-x.service\n    stpo: 1\n"
+        )
+        r = sb.run(["systemctl", "start", "masktool.service"], check=False)
+        assert r.returncode != 0, r
+        time.sleep(1.5)  # RestartSec=1s: no restart follows
+        shown = sb.run(["systemctl", "status", "masktool.service"], check=False).stdout
+        assert "status=6/NOTCONFIGURED" in shown, shown
+        assert "Active: failed" in shown, shown
+        assert "/etc/masktool/policy.yaml:4: unknown key 'stpo'" in shown, shown
+        restarts = sb.show("masktool.service", "NRestarts")["NRestarts"]
+        assert restarts == "0", restarts
+        sb.write("/etc/masktool/policy.yaml", "version: 1\nmask:\n  - dz-x.service\n")
+        sb.run(["systemctl", "start", "masktool.service"])
+        assert masked_link(host, "dz-x.service")

@@ -166,8 +166,61 @@ def test_ansible_rollout_installs_and_distributes_policy(sb: Sandbox) -> None:
         lambda: sb.show("pkg-fleet.service", "LoadState")["LoadState"] == "masked",
     )
 
+    installed = sb.path("/etc/masktool/policy.d/50-site.yaml")
+    good = installed.read_text()
+
+    def loads() -> int:
+        return len(
+            sb.run(
+                ["journalctl", "--no-pager", "-o", "cat", "MASKTOOL_ACTION=policy-loaded"]
+            ).stdout.splitlines()
+        )
+
+    # Run again unchanged: no reload at all (the finding: two reloads each run).
+    before = loads()
+    res = sb.run(cmd, check=False, env={"HOME": "/root", "ANSIBLE_NOCOLOR": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert loads() == before
+
     # A policy masktool rejects never reaches the host.
     site.write_text("version: 1\nmask:\n  - not-a-unit\n")
     res = sb.run(cmd, check=False, env={"HOME": "/root", "ANSIBLE_NOCOLOR": "1"})
     assert res.returncode != 0
-    assert "not-a-unit" not in sb.path("/etc/masktool/policy.d/50-site.yaml").read_text()
+    assert installed.read_text() == good
+
+    # Nor one that is fine alone but not merged with the host's: the shipped policy.yaml says
+    # `mode: enforce` (the finding: validated alone, the play was green and the daemon
+    # rejected the merged policy).
+    site.write_text("version: 1\nmode: audit\nmask:\n  - pkg-fleet.service\n")
+    res = sb.run(cmd, check=False, env={"HOME": "/root", "ANSIBLE_NOCOLOR": "1"})
+    assert res.returncode != 0
+    assert "contradicts mode 'enforce'" in res.stdout + res.stderr
+    assert installed.read_text() == good
+
+    # A mask masktool refuses (a running unit requires it) fails the play, saying why.
+    sb.write(
+        "/usr/local/lib/systemd/system/pkg-needed.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    )
+    sb.write(
+        "/usr/local/lib/systemd/system/pkg-user.service",
+        "[Unit]\nRequires=pkg-needed.service\nAfter=pkg-needed.service\n"
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    )
+    sb.run(["systemctl", "daemon-reload"])
+    sb.run(["systemctl", "start", "pkg-user.service"])
+    site.write_text(
+        "version: 1\nmask:\n  - unit: pkg-fleet.service\n    reason: fleet rule\n"
+        "  - pkg-needed.service\n"
+    )
+    try:
+        res = sb.run(cmd, check=False, env={"HOME": "/root", "ANSIBLE_NOCOLOR": "1"})
+        assert res.returncode != 0, res.stdout
+        assert "REFUSED" in res.stdout, res.stdout
+        assert "pkg-user.service" in res.stdout, res.stdout
+        assert sb.show("pkg-needed.service", "ActiveState")["ActiveState"] == "active"
+    finally:
+        sb.run(["systemctl", "stop", "pkg-user.service", "pkg-needed.service"])
+        site.write_text(good)
+    res = sb.run(cmd, check=False, env={"HOME": "/root", "ANSIBLE_NOCOLOR": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -43,7 +43,7 @@ class Case:
     codes: frozenset[int] = frozenset({0, 1})  # exit codes allowed for check/plan/apply/why
     message: str = ""  # with exit 2: what stderr must say
     live: bool = True  # also safe to put into a booted system
-    enforced: bool = True  # the daemon must still put a removed mask back
+    enforced: bool = True  # the daemon must still put a removed mask back (else: fail to start)
     says: str = ""  # what a live `check` after `apply` must say about it
     journal: str = ""  # what the journal entry for odd-e's mask must carry as MASKTOOL_POLICY
 
@@ -385,14 +385,22 @@ def test_live_and_daemon(odd_live: tuple[Sandbox, Case]) -> None:
         sent = [json.loads(line).get("MASKTOOL_POLICY") for line in out.splitlines()]
         assert case.journal in sent, sent
     # The daemon over the same tree: it starts (READY=1 after a full reconcile: a hang would
-    # time the start out), stays up, and puts a removed mask back.
+    # time the start out), stays up, and puts a removed mask back. With the policy rejected
+    # and no good copy saved it has nothing to enforce: its start fails, at once and saying
+    # why, rather than hanging or saying `active`.
     start = sb.run(["systemctl", "start", "masktool.service"], check=False, timeout=DEADLINE)
+    if not case.enforced:
+        assert start.returncode != 0, case.name
+        shown = sb.run(["systemctl", "status", "masktool.service"], check=False).stdout
+        assert "status=6/NOTCONFIGURED" in shown, shown
+        assert case.message in shown, shown
+        assert "Traceback" not in shown, shown
+        return
     assert start.returncode == 0, start.stderr
     link = sb.path(f"/{ETC}/odd-d.service")
-    if case.enforced:
-        wait_until("odd-d masked", link.is_symlink, 5)
-        link.unlink()
-        wait_until("odd-d put back", link.is_symlink, 5)
+    wait_until("odd-d masked", link.is_symlink, 5)
+    link.unlink()
+    wait_until("odd-d put back", link.is_symlink, 5)
     active = sb.run(["systemctl", "is-active", "masktool.service"], check=False).stdout.strip()
     assert active == "active", case.name
     _ = Host  # the session sandbox is not used here: odd entries would leak into other tests
