@@ -427,7 +427,17 @@ def _why(name: str, policy: Policy, root: str | None, systemd: Systemd | None) -
     index = DependencyIndex(root or "/")
     obs: UnitObservation = observe([name], root or "/", systemd, [name], index)[name]
     unit_plan = None
-    if effective is not None:
+    if effective is None and not exemptions and any(r.with_triggers for r in policy.rules):
+        # No rule names it: it may be the activator of a unit whose rule says with_triggers,
+        # masked by that rule (found by planning the policy, as apply and the daemon do).
+        full = observe_and_plan(policy, root or "/", systemd, [name], index=index)
+        unit_plan = next(
+            (u for u in full.units if u.rule.trigger_of and u.obs.unit == target.unit), None
+        )
+        if unit_plan is not None:
+            effective = unit_plan.rule
+            rules = [effective]
+    elif effective is not None:
         # Plan the whole policy: whether a dependent is masked too depends on the other rules.
         full = observe_and_plan(policy, root or "/", systemd, [effective.unit], index=index)
         unit_plan = next(u for u in full.units if u.rule is effective)

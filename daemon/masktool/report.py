@@ -212,7 +212,8 @@ def why_text(
         if any(e.unit == r.unit for e in exemptions) and r.via:
             tag = "rule (exempted)"
         via = f" via include {' > '.join(r.via)}" if r.via else ""
-        lines.append(f"  {tag}: {r.action} {r.unit} at {r.source}{via}")
+        of = f" (with_triggers of {r.trigger_of}: it starts that unit)" if r.trigger_of else ""
+        lines.append(f"  {tag}: {r.action} {r.unit} at {r.source}{via}{of}")
         if r.reason:
             lines.append(f"    reason: {r.reason}")
         opts = [k for k, v in (("runtime", r.runtime), ("force", r.force)) if v]

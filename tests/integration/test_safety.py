@@ -142,3 +142,21 @@ def test_activator_warning_and_with_triggers(host: Host) -> None:
     assert os.readlink(host.etc("s6-d.socket")) == "/dev/null"
     st = host.show("s6-d.socket")
     assert (st["LoadState"], st["ActiveState"]) == ("masked", "inactive")
+    # Issue 12, item 5: once masked, the activator is a policy unit everywhere, named with
+    # the rule that masked it: check counts it, why and plan say which rule, JSON and the
+    # metrics carry it.
+    rc, doc = host.json("check", "--policy", both)
+    assert rc == 0, doc
+    sock = unit(doc, "s6-d.socket")
+    assert (sock["compliant"], sock["rule"]["trigger_of"]) == (True, "s6-d.service"), sock
+    out = host.masktool_run("check", "--policy", both).stdout
+    assert "2 of 2 unit(s) as the policy wants" in out, out
+    why = host.masktool_run("why", "s6-d.socket", "--policy", both).stdout
+    assert f"rule: mask s6-d.socket at {both}:3 (with_triggers of s6-d.service" in why, why
+    assert "no rule in the policy names" not in why, why
+    assert "state: masked, want masked: compliant" in why, why
+    prom = host.sb.path("/root/s6.prom")
+    host.masktool_run("check", "--policy", both, "--metrics", "/root/s6.prom")
+    text = prom.read_text()
+    assert 'masktool_unit_compliant{unit="s6-d.socket",want="masked",state="masked"} 1' in text
+    host.systemctl("unmask", "s6-d.socket", "s6-d.service")
