@@ -625,6 +625,9 @@ class Daemon:
             if not before.actions and not fast:
                 self._settled(before)
                 return
+            # Units that were as the policy wants (seen so by a pass, or put back by the
+            # watching process): a change now is a put-back of drift, journaled as such.
+            restored = set(fast) | {u for u, s in self._samples.items() if s.compliant}
             out = carry_out(
                 before,
                 sub,
@@ -647,7 +650,11 @@ class Daemon:
             self._samples.update((s.unit, s) for s in samples(after.units))
             was = {u: w for u, (w, _) in fast.items()}
             # Refusals are journaled once, when they appear (_report_once).
-            entries = [e for e in out.entries(was=was) if e["MASKTOOL_ACTION"] != "refuse"]
+            entries = [
+                e
+                for e in out.entries(was=was, restored=restored)
+                if e["MASKTOOL_ACTION"] != "refuse"
+            ]
             self.stats.reloads += res.reloads
             changed = {c.unit for c in res.changes if c.unit}
             self.stats.fixed += len(changed)

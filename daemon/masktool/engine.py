@@ -9,7 +9,7 @@ watching process already made, stop jobs it does not wait for, retries); the CLI
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -76,10 +76,20 @@ class Outcome:
     latency_usec: int
 
     def entries(
-        self, *, root: str | None = None, was: dict[str, str] | None = None
+        self,
+        *,
+        root: str | None = None,
+        was: dict[str, str] | None = None,
+        restored: Collection[str] = (),
     ) -> list[dict[str, str]]:
         return apply_entries(
-            self.before, self.result, self.after, self.latency_usec, root=root, was=was
+            self.before,
+            self.result,
+            self.after,
+            self.latency_usec,
+            root=root,
+            was=was,
+            restored=restored,
         )
 
     @property

@@ -7,7 +7,7 @@ production), so tests can read back exactly what would be sent.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from masktool.backend import ApplyResult
@@ -26,6 +26,7 @@ MESSAGE_IDS: Mapping[str, str] = {
     "policy-rejected": "c0621c3064ba41a893ce5051af73ba80",
     "flap": "66113930f9334ef18924cc95e9e486c8",
     "activator": "58f5202b62294166a31010054d537275",
+    "restore": "c41a7f7a4f724f2dbb102863c6bba270",
 }
 
 PRIORITY = {
@@ -39,6 +40,8 @@ PRIORITY = {
     "policy-rejected": 3,
     "flap": 4,
     "activator": 4,
+    # Something undid the policy: worth a look, unlike a first mask.
+    "restore": 4,
 }
 
 Sender = Callable[..., None]
@@ -61,8 +64,27 @@ def _fields(kind: str, u: UnitPlan, message: str, **extra: str) -> dict[str, str
     }
     if u.rule.via:
         f["MASKTOOL_BUNDLE"] = " > ".join(u.rule.via)
+    f["MASKTOOL_EDIT"] = edit_advice(u.rule, u.obs.unit)
     f.update(extra)
     return f
+
+
+def edit_advice(rule: Rule, unit: str) -> str:
+    """Where to change what the rule does: the rule's own file, or, for a rule a bundle holds
+    (a file the package may own), an exempt in the site file that includes the bundle."""
+    if rule.trigger_of:
+        return (
+            f"it is masked as an activator of {rule.trigger_of} (with_triggers at "
+            f"{rule.source}): change that rule"
+        )
+    if not rule.via:
+        return f"edit or remove the rule at {rule.source}"
+    where = rule.included_at.rpartition(":")[0] if rule.included_at else "the /etc/masktool file"
+    at = f" (its include at {rule.included_at})" if rule.included_at else ""
+    return (
+        f"exempt it in {where}{at}: add '- unit: {unit}' with a 'reason:' under 'exempt:'. "
+        f"Do not edit {rule.source.file}: the rule comes from bundle {rule.via[-1]}"
+    )
 
 
 def apply_entries(
@@ -73,10 +95,13 @@ def apply_entries(
     *,
     root: str | None = None,
     was: Mapping[str, str] | None = None,
+    restored: Collection[str] = (),
 ) -> list[dict[str, str]]:
     """One entry per unit masktool acted on (with the state systemd reports after it), one per
     refusal, one per error. `was` overrides the state before, for units put back before
-    `before` was observed (the daemon's fast path)."""
+    `before` was observed (the daemon's fast path). Units in `restored` were as the policy
+    wants before something undid it: their change is a put-back ("restore"), not a first
+    mask or unmask."""
     after_by_unit = {u.obs.unit: u for u in after.units}
     done: dict[str, list[str]] = {}
     displaced: dict[str, str] = {}
@@ -112,11 +137,19 @@ def apply_entries(
             if kind == "stop" and live is not None and live.active_state not in _STOPPED:
                 verb = "asked systemd to stop"  # the daemon does not wait for the job
             why = f": {u.rule.reason}" if u.rule.reason else ""
+            message = f"masktool {verb} {unit} ({u.rule.source}){why}"
+            if kind != "stop" and unit in restored:
+                kind = "restore"
+                before_text = (was or {}).get(unit, u.state.value)
+                message = (
+                    f"masktool put {unit} back: it was {before_text}, the rule at "
+                    f"{u.rule.source} wants it {u.want}{why}"
+                )
             entries.append(
                 _fields(
                     kind,
                     now,
-                    f"masktool {verb} {unit} ({u.rule.source}){why}",
+                    message,
                     MASKTOOL_HAVE=have,
                     MASKTOOL_WAS=(was or {}).get(unit, u.state.value),
                     MASKTOOL_STEPS=",".join(steps),
@@ -124,7 +157,7 @@ def apply_entries(
                     **extra,
                 )
             )
-            if kind == "mask" and u.activators:
+            if kind in ("mask", "restore") and u.activators:
                 entries.append(activator_entry(u) | extra)
         if u.refusal:
             entries.append(refusal_entry(u) | extra)

@@ -118,6 +118,8 @@ def _read_rule(obj: Any, where: str) -> Rule:
         with_triggers=_get(obj, "with_triggers", bool, where),
         trigger_of=_get(obj, "trigger_of", str, where),
         via=tuple(via),
+        # Not in copies saved before it was: a rule read from such a copy names no include.
+        included_at=_get(obj, "included_at", str, where) if "included_at" in obj else "",
     )
 
 

@@ -67,6 +67,9 @@ class Rule:
     trigger_of: str = ""  # set on rules masktool derives for with_triggers: the unit triggered
     # Include chain from a top-level file down to the file that holds the rule ("" = top level).
     via: tuple[str, ...] = ()
+    # For a rule from an include: where the top-level file includes the chain ("file:line"),
+    # the file a site changes to exempt it.
+    included_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,11 @@ RULE_KEYS: dict[Action, tuple[str, ...]] = {
 
 
 def parse_text(
-    text: str, path: str, problems: list[tuple[str, str]], via: tuple[str, ...] = ()
+    text: str,
+    path: str,
+    problems: list[tuple[str, str]],
+    via: tuple[str, ...] = (),
+    included_at: str = "",
 ) -> _FileContent | None:
     """Parse one policy document. Problems are appended; None when the file is unusable."""
     r = _Reader(path, problems)
@@ -298,7 +305,7 @@ def parse_text(
         listed: dict[str, tuple[str, Location]] = {}
         if action in keys:
             for item in r.sequence(keys[action][1], action):
-                rule = _parse_rule(r, item, action, via)
+                rule = _parse_rule(r, item, action, via, included_at)
                 if rule and _first_listing(r, listed, rule.unit, f"{action}ed", rule.source):
                     content.rules.append(rule)
     if "exempt" in keys:
@@ -327,10 +334,12 @@ def _first_listing(
     return False
 
 
-def _parse_rule(r: _Reader, item: yaml.Node, action: Action, via: tuple[str, ...]) -> Rule | None:
+def _parse_rule(
+    r: _Reader, item: yaml.Node, action: Action, via: tuple[str, ...], included_at: str
+) -> Rule | None:
     if isinstance(item, yaml.ScalarNode):
         unit = r.unit(item)
-        return Rule(unit, action, r.at(item), via=via) if unit else None
+        return Rule(unit, action, r.at(item), via=via, included_at=included_at) if unit else None
     fields = r.mapping(item, f"a {action} rule", RULE_KEYS[action])
     if fields is None:
         return None
@@ -363,6 +372,7 @@ def _parse_rule(r: _Reader, item: yaml.Node, action: Action, via: tuple[str, ...
         enable=bool(values.get("enable", False)),
         with_triggers=bool(values.get("with_triggers", False)),
         via=via,
+        included_at=included_at,
     )
 
 
@@ -653,15 +663,21 @@ def _bundles_known(dirs: Sequence[tuple[Tree, str]]) -> str:
 class _Open:
     """A file being read: its includes are read (depth first) before its own rules count."""
 
-    __slots__ = ("content", "key", "next_include", "source", "via")
+    __slots__ = ("content", "included_at", "key", "next_include", "source", "via")
 
     def __init__(
-        self, key: tuple[str, str], source: _Source, content: _FileContent, via: tuple[str, ...]
+        self,
+        key: tuple[str, str],
+        source: _Source,
+        content: _FileContent,
+        via: tuple[str, ...],
+        included_at: str,
     ) -> None:
         self.key = key  # (tree top, final path inside the tree): the same file, however named
         self.source = source
         self.content = content
         self.via = via  # the include chain that led here ("" = top level)
+        self.included_at = included_at  # the top-level include this file came by ("" = top)
         self.next_include = 0
 
 
@@ -749,7 +765,9 @@ class _PolicyReader:
         if key in self.seen:
             return None  # included twice: the rules are the same, read them once
         self.seen.add(key)
-        content = parse_text(text, src.shown, self.problems, via)
+        # The include in a top-level file this chain started at (where a site exempts).
+        included_at = (stack[-1].included_at or at) if stack else ""
+        content = parse_text(text, src.shown, self.problems, via, included_at)
         if content is None:
             return None
         if via and content.mode is not None:
@@ -757,7 +775,7 @@ class _PolicyReader:
                 str(content.mode[1]),
                 "'mode' may only be set in a top-level policy, not in an included one",
             )
-        return _Open(key, src, content, via)
+        return _Open(key, src, content, via, included_at)
 
     def resolve(self, ref: str, including: _Source, at: str) -> tuple[_Source, str, str] | None:
         """Find and read what an include names: (source, text, final path), or None with the

@@ -30,6 +30,7 @@ def rule_json(r: Rule) -> dict[str, Any]:
         "enable": r.enable,
         "with_triggers": r.with_triggers,
         "trigger_of": r.trigger_of,
+        "included_at": r.included_at,
     }
 
 

@@ -131,24 +131,63 @@ def test_mask_on_a_unit_to_keep_unmasked_is_removed(daemon: Host) -> None:
 
 
 def test_journal_entries_and_catalog(daemon: Host) -> None:
+    # The first mask (before READY) is a mask; a put-back of drift is a restore (issue 12,
+    # item 6: it read the same as a first mask, at the same priority).
+    first = daemon.journal("-u", "dz-a.service", "MASKTOOL_ACTION=mask")[0]
+    assert first["PRIORITY"] == "5"
+    assert first["MASKTOOL_EDIT"] == "edit or remove the rule at /etc/masktool/policy.yaml:4"
     daemon.systemctl("unmask", "dz-a.service")
     wait_until("dz-a masked again", lambda: masked_link(daemon, "dz-a.service"))
 
     def found() -> list[dict[str, str]]:
-        return daemon.journal("-u", "dz-a.service", "MASKTOOL_ACTION=mask")
+        return daemon.journal("-u", "dz-a.service", "MASKTOOL_ACTION=restore")
 
     wait_until("journal entry", lambda: len(found()) >= 1)
     e = found()[-1]
+    assert e["PRIORITY"] == "4"
+    assert e["MESSAGE_ID"] == "c41a7f7a4f724f2dbb102863c6bba270"
     assert e["MASKTOOL_POLICY"] == "/etc/masktool/policy.yaml:4"
     assert e["MASKTOOL_REASON"] == "daemon test"
     assert e["MASKTOOL_WANT"] == "masked"
+    assert e["MASKTOOL_WAS"] == "unmasked"
     assert e["MASKTOOL_HAVE"].startswith("masked (LoadState=masked")
     assert int(e["MASKTOOL_LATENCY_USEC"]) > 0
     assert e["_SYSTEMD_UNIT"] == "masktool.service"
+    assert e["MESSAGE"].startswith("masktool put dz-a.service back: it was unmasked")
     explained = daemon.sb.run(["journalctl", "--no-pager", "-x", "-u", "dz-a.service"]).stdout
     assert (
         "masktool masked dz-a.service because the rule at /etc/masktool/policy.yaml:4" in explained
     )
+    assert "dz-a.service was changed back by masktool: something undid the policy" in explained
+    assert "If the change was meant: edit or remove the rule at /etc/masktool/policy.yaml:4" in (
+        " ".join(explained.split())
+    )
+
+
+def test_a_restore_of_a_bundled_rule_says_to_exempt_it_in_etc(daemon: Host) -> None:
+    """Issue 12, item 6: the catalog said to edit the bundle, a file the package owns."""
+    daemon.sb.write(
+        "/etc/masktool/policies/dz-site.yaml", "version: 1\nmask:\n  - dz-b.service\n", 0o644
+    )
+    write_policy(daemon, policy_text().replace("  - dz-b.service\n", "") + "include: [dz-site]\n")
+    try:
+        daemon.systemctl("unmask", "dz-b.service")
+        wait_until(
+            "restore journaled",
+            lambda: bool(daemon.journal("-u", "dz-b.service", "MASKTOOL_BUNDLE=dz-site")),
+        )
+        e = daemon.journal("-u", "dz-b.service", "MASKTOOL_BUNDLE=dz-site")[-1]
+        assert e["MASKTOOL_ACTION"] == "restore", e
+        last = len(policy_text().replace("  - dz-b.service\n", "").splitlines()) + 1
+        assert e["MASKTOOL_EDIT"] == (
+            f"exempt it in /etc/masktool/policy.yaml (its include at "
+            f"/etc/masktool/policy.yaml:{last}): add '- unit: dz-b.service' with a 'reason:' "
+            "under 'exempt:'. Do not edit /etc/masktool/policies/dz-site.yaml: the rule comes "
+            "from bundle dz-site"
+        ), e
+    finally:
+        write_policy(daemon, policy_text())
+        daemon.sb.path("/etc/masktool/policies/dz-site.yaml").unlink()
 
 
 UNAPPLIED = "policy files changed, not applied: `systemctl reload masktool` applies them"
@@ -449,7 +488,7 @@ def test_an_activator_is_enforced_after_a_restart(daemon: Host) -> None:
         wait_until("socket put back", lambda: masked_link(daemon, "dz-trig.socket"), 3)
         wait_until(
             "put-back journaled under the socket",
-            lambda: bool(daemon.journal("-u", "dz-trig.socket", "MASKTOOL_ACTION=mask")),
+            lambda: bool(daemon.journal("-u", "dz-trig.socket", "MASKTOOL_ACTION=restore")),
         )
         out = daemon.masktool_run("check", "--policy", "/etc/masktool/policy.yaml").stdout
         assert re.search(r"^ok\s+dz-trig\.socket\s+masked", out, re.M), out
@@ -596,8 +635,8 @@ def test_a_flapping_unit_is_never_left_unenforced(daemon: Host) -> None:
     assert daemon.journal("-u", unit, "MASKTOOL_ACTION=flap"), "the flap was not journaled"
     assert re.search(r"flapping [1-9]", status(daemon)), status(daemon)  # others may flap too
     # Its put-backs are summed up, not journaled one by one.
-    restores = daemon.journal("-u", unit, "MASKTOOL_ACTION=mask")
-    assert len(restores) < 50, len(restores)
+    restores = daemon.journal("-u", unit, "MASKTOOL_ACTION=restore")
+    assert 0 < len(restores) < 50, len(restores)
     # Every other unit is enforced as before.
     daemon.systemctl("unmask", "dz-keep.service")
     wait_until("other unit enforced", lambda: masked_link(daemon, "dz-keep.service"))
