@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,3 +99,9 @@ def test_sender_hands_sendv_what_systemd_journal_send_would(
         s("only a message")
     assert ours == theirs
     assert ours[1][1].startswith("CODE_FILE=") and ours[1][1].endswith("test_journal.py")
+
+
+def test_every_message_id_is_explained_by_the_catalog() -> None:
+    catalog = (Path(__file__).resolve().parents[2] / "packaging/masktool.catalog").read_text()
+    for kind, mid in MESSAGE_IDS.items():
+        assert f"\n-- {mid}\n" in catalog, f"{kind} ({mid}) has no catalog entry"
