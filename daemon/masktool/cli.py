@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from masktool import __version__
+from masktool.backend import Change
 from masktool.deps import DependencyIndex
 from masktool.engine import carry_out, observe_and_plan
 from masktool.journal import Sender, journal_sender, send_all
@@ -120,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the daemon's answer (default 60)",
     )
+    rel = sub.add_parser(
+        "release",
+        help="undo what masktool did: remove the masks it wrote (never an admin's) and put the "
+        "files it moved aside back; refuses units the running daemon still enforces",
+    )
+    rel.add_argument("units", nargs="*", metavar="UNIT", help="only these units (default: all)")
+    rel.add_argument(
+        "--root",
+        metavar="DIR",
+        help="work on the unbooted tree at DIR instead of the running system",
+    )
     d = sub.add_parser("daemon", help="enforce continuously (see masktool.service)")
     common(d, root=False, js=False)
     d.add_argument(
@@ -198,6 +210,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_daemon(tuple(args.policy), args.backstop, None if metrics == "none" else metrics)
     if args.command == "reload":
         return _reload(args.pid, args.timeout)
+    if args.command == "release":
+        return _release(args.units, root)
     draft = _draft(getattr(args, "as_path", None), getattr(args, "draft", None))
     policy = load_policy(args.policy, root or "/", draft)
     if args.command == "validate":
@@ -256,6 +270,98 @@ def _reload(pid: int | None, timeout: float) -> int:
     }.get(r.in_force, "no policy is in force")
     print(f"masktool: the daemon rejected the policy files; {kept}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _release(units: Sequence[str], root: str | None) -> int:
+    from masktool import ledger
+    from masktool.journal import release_entry
+    from masktool.release import release, text
+    from masktool.tree import Tree
+
+    for u in units:
+        why = unit_name_error(u)
+        if why:
+            raise UsageError(f"invalid unit name '{u}': {why}")
+    tree = Tree(root or "/")
+    if root is not None:
+        try:
+            led = ledger.load(tree)
+        except ledger.LedgerError as e:
+            raise UsageError(str(e)) from e
+        r = release(tree, led, units)
+        ledger.save(led, tree)
+        print(text(r, tree))
+        return EXIT_OK if r.complete else EXIT_DRIFT
+    try:
+        systemd = Systemd().open()
+    except SystemdError as e:
+        raise UsageError(
+            f"cannot reach systemd over D-Bus ({e}); use --root DIR for an unbooted tree"
+        ) from e
+    with systemd, apply_lock():
+        try:
+            led = ledger.load(tree)
+        except ledger.LedgerError as e:
+            raise UsageError(str(e)) from e
+        enforced = _enforced(systemd)
+        triggering = {u: r for u, (r, t) in enforced.items() if t}
+        r = release(tree, led, units, {u: r for u, (r, _) in enforced.items()}, triggering)
+        ledger.save(led, tree)
+        if r.masks or r.put_back:
+            # Units systemd holds as masked keep that state until it reads the files again.
+            systemd.reload()
+        still = [
+            s.name
+            for s in systemd.list_units_by_names([m.unit for m in r.masks])
+            if s.load_state == "masked"
+        ]
+    print(text(r, tree))
+    for name in still:
+        print(f"note: systemd still reports {name} masked: another mask covers it (masktool why)")
+    entries = [
+        release_entry(
+            m.unit,
+            f"released {m.unit}: removed {m.path}, which it wrote at {m.at}",
+            MASKTOOL_POLICY=m.rule,
+            MASKTOOL_PATH=m.path,
+        )
+        for m in r.masks
+    ]
+    entries += [
+        release_entry(
+            d.unit,
+            f"put {d.path} back, which it had moved aside at {d.at}",
+            MASKTOOL_DISPLACED=d.copy,
+            MASKTOOL_PATH=d.path,
+        )
+        for d in r.put_back
+    ]
+    _journal(entries)
+    return EXIT_OK if r.complete else EXIT_DRIFT
+
+
+def _enforced(systemd: Systemd) -> dict[str, tuple[str, bool]]:
+    """Units the running daemon masks: unit -> (its rule's file:line, whether the rule masks
+    the unit's activators too). Release refuses them."""
+    from masktool import lastgood
+
+    if systemd.main_pid(SERVICE) == 0:
+        return {}
+    try:
+        saved = lastgood.load(lastgood.state_path())
+    except lastgood.LastGoodError as e:
+        raise UsageError(
+            f"{SERVICE} runs, and the policy it enforces cannot be read ({e}): stop it first "
+            "(systemctl stop masktool)"
+        ) from e
+    if saved is None:
+        raise UsageError(
+            f"{SERVICE} runs, and the policy it enforces is not on disk: stop it first "
+            "(systemctl stop masktool)"
+        )
+    return {
+        r.unit: (str(r.source), r.with_triggers) for r in saved.policy.rules if r.action == "mask"
+    }
 
 
 def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
@@ -367,9 +473,15 @@ def _dispatch(
         doc = plan_json("apply", p, root) | {"applied": False}
         _emit(args, doc, check_text(p) + "\nmode audit: nothing changed")
         return EXIT_OK if p.compliant else EXIT_DRIFT
+    from masktool.ledger import masked_before
+    from masktool.tree import Tree
+
+    # Masks masktool made before and is making again: drift put back ("restore").
+    restored = masked_before(Tree(root or "/")) if p.actions else set()
     outcome = carry_out(p, policy, root, systemd, started=time.monotonic(), index=index)
     res, after = outcome.result, outcome.after
-    _journal(outcome.entries(root=root))
+    _record(p, res.changes, root)
+    _journal(outcome.entries(root=root, restored=restored))
     if args.json:
         import json
 
@@ -381,6 +493,17 @@ def _dispatch(
             print(out)
         print(check_text(after))
     return EXIT_OK if after.compliant and not res.errors else EXIT_DRIFT
+
+
+def _record(p: Plan, changes: list[Change], root: str | None) -> None:
+    """Note in the ledger what apply changed, for `masktool release`."""
+    from masktool import ledger
+    from masktool.tree import Tree
+
+    rules = {u.obs.unit: (str(u.rule.source), u.rule.trigger_of) for u in p.units}
+    why = ledger.record(changes, Tree(root or "/"), rules)
+    if why is not None:
+        print(f"masktool: warning: {why}", file=sys.stderr)
 
 
 def _journal(entries: list[dict[str, str]]) -> None:

@@ -63,6 +63,7 @@ from masktool.policy import (
 )
 from masktool.sentry import Sentry, SentryGone
 from masktool.systemd_bus import Systemd, SystemdError
+from masktool.tree import Tree
 from masktool.units import ETC_DIR, RUN_DIR, is_instance, template_of
 
 Notify = Callable[[str], None]
@@ -153,6 +154,8 @@ class Daemon:
         self._unapplied = ""  # how the policy files differ from the policy in force, if they do
         self._answered = -1  # the last reload answered (control.ReloadResult.generation)
         self._to_answer = False  # a reload was read; answered once its policy is enforced
+        self._unrecorded = ""  # why the ledger could not be written, said once
+        self._recorded: set[str] | None = None  # units the ledger has masks of (read once)
         self._last_reconcile = 0.0
         self._reconnects = systemd.reconnects
         self._ping_every = _watchdog_interval()
@@ -628,6 +631,7 @@ class Daemon:
             # Units that were as the policy wants (seen so by a pass, or put back by the
             # watching process): a change now is a put-back of drift, journaled as such.
             restored = set(fast) | {u for u, s in self._samples.items() if s.compliant}
+            restored |= self._masked_before()
             out = carry_out(
                 before,
                 sub,
@@ -643,6 +647,7 @@ class Daemon:
                 wait_for_stops=False,
             )
             res, after = out.result, out.after
+            self._record(before, res.changes)
             self.own.expect((c.path, c.effect) for c in res.changes if c.path and c.effect)
             for c in res.changes:
                 if c.what == "stop":
@@ -675,6 +680,30 @@ class Daemon:
                 return
             query = [u.obs.unit for u in after.units if not u.compliant]
             since = self.clock()
+
+    def _masked_before(self) -> set[str]:
+        if self._recorded is None:
+            from masktool import ledger
+
+            self._recorded = ledger.masked_before(Tree("/"))
+        return self._recorded
+
+    def _record(self, p: Plan, changes: list[Change]) -> None:
+        """Note in the ledger what was changed, so that `masktool release` can undo it."""
+        from masktool import ledger
+
+        rules = {u.obs.unit: (str(u.rule.source), u.rule.trigger_of) for u in p.units}
+        recorded = self._masked_before()
+        for c in changes:
+            if c.what in ("mask", "mask-runtime") and c.effect == "created":
+                recorded.add(c.unit)
+            elif c.what == "unmask":
+                recorded.discard(c.unit)
+        why = ledger.record(changes, Tree("/"), rules)
+        if why is not None and why != self._unrecorded:
+            self.stats.errors += 1
+            self._journal([error_entry(why)])
+        self._unrecorded = why or ""
 
     def _settled(
         self, p: Plan, failed: Set[str] = frozenset(), journaled: Set[str] = frozenset()

@@ -535,3 +535,89 @@ def _publish(ddir: int, tmp: str, name: str, copy_inside: str, tree: Tree) -> No
         ) from None
     os.unlink(tmp, dir_fd=ddir)
     _fsync_dir(ddir)
+
+
+# -- undoing (masktool release) ------------------------------------------------------------
+
+
+class PlaceTakenError(NotAMaskError):
+    """Something sits where a displaced file would go back."""
+
+
+def remove_recorded_mask(tree: Tree, inside: str, dev: int, ino: int) -> bool:
+    """Remove the mask at `inside` if it is still the very link (or empty file) masktool wrote,
+    inode `dev`/`ino`, and still a settled mask. False when nothing is there; NotAMaskError
+    (ReplacedError when another file took the name since) when it is not masktool's."""
+    directory, name = os.path.split(inside)
+    where = tree.shown(inside)
+    try:
+        dfd = tree.open_dir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        with _naming(where):
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                raise ReplacedError(
+                    f"{where} is not the mask masktool wrote (it was replaced since): it may "
+                    "be an admin's; left in place"
+                )
+            return _remove_at(tree, dfd, name, inside, where)
+    finally:
+        os.close(dfd)
+
+
+def put_back(tree: Tree, copy_inside: str, dest_inside: str) -> None:
+    """Move a displaced file's copy back to where it was: copied beside its place (mode, owner
+    and times kept), linked to its name, which never replaces anything (PlaceTakenError if
+    something took the place), then the copy removed."""
+    cdir, cname = os.path.split(copy_inside)
+    ddir, dname = os.path.split(dest_inside)
+    where = tree.shown(dest_inside)
+    with tree.dir(cdir) as cfd, tree.dir(ddir) as dfd, _naming(where):
+        st = os.stat(cname, dir_fd=cfd, follow_symlinks=False)
+        try:
+            os.stat(dname, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            raise PlaceTakenError(
+                f"{where} is taken; the file masktool moved aside stays at "
+                f"{tree.shown(copy_inside)}"
+            )
+        tmp = f"{TEMP_PREFIX}{os.urandom(8).hex()}"
+        try:
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(cname, dir_fd=cfd), tmp, dir_fd=dfd)
+                _keep_owner_and_times(tmp, dfd, st, None)
+            elif stat.S_ISREG(st.st_mode):
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                src = os.open(cname, flags, dir_fd=cfd)
+                try:
+                    _copy_regular(src, dfd, tmp, st)
+                finally:
+                    os.close(src)
+            else:
+                raise NotAMaskError(
+                    f"{tree.shown(copy_inside)} is neither a file nor a link; move it yourself"
+                )
+            try:
+                os.link(tmp, dname, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                raise PlaceTakenError(
+                    f"{where} was taken meanwhile; the file masktool moved aside stays at "
+                    f"{tree.shown(copy_inside)}"
+                ) from None
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dfd)
+        _fsync_dir(dfd)
+        os.unlink(cname, dir_fd=cfd)
+        _fsync_dir(cfd)
+    # The directory of that apply's copies, once empty, only clutters.
+    parent, stamp = os.path.split(cdir)
+    with suppress(OSError), tree.dir(parent) as pfd:
+        os.rmdir(stamp, dir_fd=pfd)

@@ -27,6 +27,7 @@ MESSAGE_IDS: Mapping[str, str] = {
     "flap": "66113930f9334ef18924cc95e9e486c8",
     "activator": "58f5202b62294166a31010054d537275",
     "restore": "c41a7f7a4f724f2dbb102863c6bba270",
+    "release": "dd33699be4a748c9b1e799d0bbcb0378",
 }
 
 PRIORITY = {
@@ -42,6 +43,7 @@ PRIORITY = {
     "activator": 4,
     # Something undid the policy: worth a look, unlike a first mask.
     "restore": 4,
+    "release": 5,
 }
 
 Sender = Callable[..., None]
@@ -222,6 +224,17 @@ def rule_error_entry(r: Rule, message: str) -> dict[str, str]:
     if r.via:
         f["MASKTOOL_BUNDLE"] = " > ".join(r.via)
     return f
+
+
+def release_entry(unit: str, message: str, **fields: str) -> dict[str, str]:
+    """`masktool release` undid something masktool did to `unit`."""
+    return _plain(
+        "release",
+        f"masktool {message}",
+        OBJECT_SYSTEMD_UNIT=unit,
+        MASKTOOL_UNIT=unit,
+        **fields,
+    )
 
 
 def error_entry(message: str) -> dict[str, str]:

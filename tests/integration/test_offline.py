@@ -25,6 +25,8 @@ def _tree(base: Path) -> None:
     run.mkdir(parents=True)
     os.symlink("/dev/null", run / "off-d.service")  # masked in both scopes
     (base / "etc/masktool").mkdir(parents=True)
+    # Every system has /var/lib; masktool keeps its ledger in /var/lib/masktool.
+    (base / "var/lib").mkdir(parents=True)
 
 
 def _snapshot(base: Path) -> dict[str, str]:
@@ -72,6 +74,7 @@ def test_offline_apply_equals_systemctl_root(host: Host) -> None:
     host.systemctl(r, "--runtime", "unmask", "off-d.service")
 
     assert _snapshot(mine) == _snapshot(theirs)
+    assert (mine / "var/lib/masktool/ledger.json").is_file()
     # And masktool agrees the tree is now compliant, offline.
     check = host.masktool_run("check", "--root", "/srv/off-mine")
     assert check.returncode == 0, check.stdout

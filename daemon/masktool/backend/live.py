@@ -137,7 +137,7 @@ def _batch(
                 where = RUN_DIR if what == "mask-runtime" else ETC_DIR
                 path = f"{where}/{name}"
                 detail = f"symlink {path} -> /dev/null (by the batch call that failed)"
-                res.changes.append(Change(name, what, detail, path))
+                res.changes.append(Change(name, what, detail, path, effect="created"))
         return
     for kind, path, dest in changes:
         unit = path.rsplit("/", 1)[-1]

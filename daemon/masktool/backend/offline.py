@@ -37,7 +37,10 @@ def apply_offline(plan: Plan, tree: Tree, stamp: str) -> ApplyResult:
                     d = ETC_SEARCH_DIR if a.step == Step.MASK else RUN_SEARCH_DIR
                     kind: ChangeKind = "mask" if a.step == Step.MASK else "mask-runtime"
                     if write_mask(tree, d, unit):
-                        res.changes.append(Change(unit, kind, f"{d.path}/{unit} -> /dev/null"))
+                        at = f"{d.path}/{unit}"
+                        res.changes.append(
+                            Change(unit, kind, f"{at} -> /dev/null", at, effect="created")
+                        )
                 elif a.step == Step.UNMASK:
                     remove_masks(tree, u, res)
                 elif a.step == Step.ENABLE:

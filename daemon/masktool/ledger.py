@@ -1,0 +1,227 @@
+"""What masktool did to a host, kept so that it can be undone (`masktool release`).
+
+Every mask masktool writes (by its own hand or through PID 1) is recorded with the inode the
+link has once written: a mask is masktool's to remove only while that very link is there, so
+one an admin made, before or since, is never taken. Every file moved aside by `force: true` is
+recorded with where its copy went. A mask masktool removes itself (an unmask rule, a release)
+leaves the ledger.
+
+The ledger lives in /var/lib/masktool/ledger.json (inside the tree with --root), written
+whole, atomically. It is written under the apply lock, by
+apply and by the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from masktool.backend import Change
+from masktool.tree import Tree
+
+LEDGER = "/var/lib/masktool/ledger.json"
+FORMAT = 1
+MAX_SIZE = 64 << 20
+
+
+class LedgerError(Exception):
+    """The ledger cannot be read (damaged, not a file masktool wrote)."""
+
+
+@dataclass(frozen=True)
+class MaskRecord:
+    unit: str
+    path: str  # inside the tree: /etc/systemd/system/UNIT or /run/systemd/system/UNIT
+    dev: int
+    ino: int
+    at: str  # when written, UTC
+    rule: str  # file:line of the rule it was written for
+    trigger_of: str = ""  # written for an activator of this unit (with_triggers)
+
+
+@dataclass(frozen=True)
+class DisplacedRecord:
+    unit: str
+    path: str  # where the file was, inside the tree
+    copy: str  # where its copy is, inside the tree
+    at: str
+
+
+@dataclass
+class Ledger:
+    masks: dict[str, MaskRecord]  # by path
+    displaced: list[DisplacedRecord]
+
+    @staticmethod
+    def empty() -> Ledger:
+        return Ledger({}, [])
+
+    def dumps(self) -> str:
+        doc = {
+            "format": FORMAT,
+            "masks": [asdict(m) for m in sorted(self.masks.values(), key=lambda m: m.path)],
+            "displaced": [asdict(d) for d in self.displaced],
+        }
+        return json.dumps(doc, indent=1) + "\n"
+
+    def note(
+        self,
+        changes: Iterable[Change],
+        tree: Tree,
+        rules: Mapping[str, tuple[str, str]],
+    ) -> bool:
+        """Record what `changes` did; `rules`: unit -> (its rule's file:line, trigger_of).
+        Returns whether anything changed."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        changed = False
+        for c in changes:
+            if c.what in ("mask", "mask-runtime") and c.effect == "created" and c.path:
+                link = _mask_inode(tree, c.path)
+                if link is None:
+                    continue  # gone, or not a mask, already: nothing of masktool's is there
+                rule, trigger_of = rules.get(c.unit, ("", ""))
+                self.masks[c.path] = MaskRecord(
+                    c.unit, c.path, link[0], link[1], stamp, rule, trigger_of
+                )
+                changed = True
+            elif c.what in ("unmask", "release") and c.path and c.path in self.masks:
+                del self.masks[c.path]
+                changed = True
+            elif c.what == "displace" and c.path and c.displaced:
+                self.displaced.append(DisplacedRecord(c.unit, c.path, c.displaced, stamp))
+                changed = True
+        return changed
+
+
+def _mask_inode(tree: Tree, inside: str) -> tuple[int, int] | None:
+    """(dev, ino) of the link or empty file at `inside`, if it is one."""
+    try:
+        st = os.lstat(tree.host(inside))
+    except OSError:
+        return None
+    if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0):
+        return st.st_dev, st.st_ino
+    return None
+
+
+def load(tree: Tree) -> Ledger:
+    """The tree's ledger; empty when there is none. LedgerError when it cannot be used.
+    Read through the tree (with --root nothing outside it), never following a link at the
+    ledger's own name."""
+    directory, name = os.path.split(LEDGER)
+    try:
+        dfd = tree.open_dir(directory)
+    except FileNotFoundError:
+        return Ledger.empty()
+    except OSError as e:
+        raise LedgerError(f"{tree.shown(directory)}: {e.strerror}") from None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+    except FileNotFoundError:
+        return Ledger.empty()
+    except OSError as e:
+        raise LedgerError(f"{tree.shown(LEDGER)}: {e.strerror}") from None
+    finally:
+        os.close(dfd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise LedgerError(f"{tree.shown(LEDGER)}: not a file masktool wrote (type or owner)")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_SIZE + 1)
+    if len(data) > MAX_SIZE:
+        raise LedgerError(f"{tree.shown(LEDGER)}: larger than any ledger masktool writes")
+    try:
+        return _parse(json.loads(data))
+    except (ValueError, TypeError, KeyError) as e:
+        raise LedgerError(f"{tree.shown(LEDGER)}: damaged ({type(e).__name__}: {e})") from None
+
+
+def _parse(doc: Any) -> Ledger:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"not format {FORMAT}")
+    masks: dict[str, MaskRecord] = {}
+    for m in doc["masks"]:
+        rec = MaskRecord(
+            unit=_str(m["unit"]),
+            path=_str(m["path"]),
+            dev=_int(m["dev"]),
+            ino=_int(m["ino"]),
+            at=_str(m["at"]),
+            rule=_str(m["rule"]),
+            trigger_of=_str(m.get("trigger_of", "")),
+        )
+        masks[rec.path] = rec
+    displaced = [
+        DisplacedRecord(_str(d["unit"]), _str(d["path"]), _str(d["copy"]), _str(d["at"]))
+        for d in doc["displaced"]
+    ]
+    return Ledger(masks, displaced)
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"{v!r} is not a string")
+    return v
+
+
+def _int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"{v!r} is not an integer")
+    return v
+
+
+def save(ledger: Ledger, tree: Tree) -> None:
+    """Write aside, fsync, rename over: the ledger is whole, old or new, after a crash."""
+    directory, name = os.path.split(LEDGER)
+    tmp = f".{name}.{os.getpid()}.tmp"
+    with tree.dir(directory, create=True) as dfd:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(ledger.dumps())
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+        os.fsync(dfd)
+
+
+def record(
+    changes: Iterable[Change], tree: Tree, rules: Mapping[str, tuple[str, str]]
+) -> str | None:
+    """Note `changes` in the tree's ledger. Returns why it could not be written, if it could
+    not (the changes are made: the caller says so, and goes on)."""
+    changes = list(changes)
+    if not any(c.what in ("mask", "mask-runtime", "unmask", "displace") for c in changes):
+        return None
+    try:
+        ledger = load(tree)
+        if ledger.note(changes, tree, rules):
+            save(ledger, tree)
+    except (OSError, LedgerError) as e:
+        text = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return (
+            f"cannot record in {tree.shown(LEDGER)} what masktool changed ({text}); "
+            "`masktool release` will not know of it"
+        )
+    return None
+
+
+def masked_before(tree: Tree) -> set[str]:
+    """Units masktool has masks of on record: masking one again puts back drift (a journal
+    "restore"). Empty when the ledger cannot be read (the entry then says "mask")."""
+    try:
+        return {m.unit for m in load(tree).masks.values()}
+    except (OSError, LedgerError):
+        return set()

@@ -1,0 +1,121 @@
+"""`masktool release` in a booted systemd: it undoes exactly what masktool did (issue 12, item
+7: rolling back was by hand), never an admin's mask, and refuses what the daemon enforces."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.integration.conftest import Host, require_boot, wait_until
+from tests.sandbox import Sandbox, install_masktool_service, service_binds
+
+
+def _ledger(host: Host) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(host.sb.path("/var/lib/masktool/ledger.json").read_text())
+    return doc
+
+
+def test_release_undoes_exactly_what_apply_did(host: Host) -> None:
+    for u in ("rl-a.service", "rl-b.service", "rl-admin.service", "rl-conf.service"):
+        host.vendor_unit(u)
+    host.systemctl("daemon-reload")
+    # An admin's own mask before masktool came: compliant, so masktool writes nothing for it.
+    host.systemctl("mask", "rl-admin.service")
+    # An admin's unit file in /etc: moved aside by force, put back by release.
+    conf = "[Unit]\nDescription=the admin's own\n[Service]\nExecStart=/bin/sleep 1\n"
+    host.sb.write("/etc/systemd/system/rl-conf.service", conf, 0o640)
+    os.utime(host.etc("rl-conf.service"), (1_000_000, 1_000_000))
+    host.systemctl("daemon-reload")
+    p = host.policy(
+        "rl",
+        "version: 1\nmask:\n  - rl-a.service\n  - rl-b.service\n  - rl-admin.service\n"
+        "  - unit: rl-conf.service\n    force: true\n",
+    )
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    masks = {m["unit"]: m for m in _ledger(host)["masks"]}
+    assert {"rl-a.service", "rl-b.service", "rl-conf.service"} <= set(masks)
+    assert "rl-admin.service" not in masks
+    assert masks["rl-a.service"]["rule"] == f"{p}:3"
+    moved = [d for d in _ledger(host)["displaced"] if d["unit"] == "rl-conf.service"]
+    assert len(moved) == 1, moved
+
+    # Drift put back by apply is a restore (the ledger knows masktool made that mask).
+    host.etc("rl-b.service").unlink()
+    host.systemctl("daemon-reload")
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    restored = ("-u", "rl-b.service", "MASKTOOL_ACTION=restore")
+    wait_until("restore journaled", lambda: bool(host.journal(*restored)))
+
+    # rl-b's mask replaced by the admin's own (same target, another link): not masktool's.
+    host.etc("rl-b.service").unlink()
+    host.etc("rl-b.service").symlink_to("/dev/null")
+    res = host.masktool_run(
+        "release", "rl-a.service", "rl-b.service", "rl-admin.service", "rl-conf.service"
+    )
+    assert res.returncode == 1, res.stdout + res.stderr  # rl-b kept, rl-admin unknown
+    out = res.stdout
+    assert "released rl-a.service: removed /etc/systemd/system/rl-a.service" in out, out
+    assert (
+        "kept rl-b.service: /etc/systemd/system/rl-b.service is not the mask masktool wrote" in out
+    )
+    assert "unknown rl-admin.service" in out, out
+    assert "put back /etc/systemd/system/rl-conf.service" in out, out
+    assert not host.etc("rl-a.service").exists()
+    assert os.readlink(host.etc("rl-b.service")) == "/dev/null"
+    assert os.readlink(host.etc("rl-admin.service")) == "/dev/null"
+    back = host.etc("rl-conf.service")
+    assert back.read_text() == conf
+    st = back.stat()
+    assert (oct(st.st_mode & 0o777), int(st.st_mtime)) == ("0o640", 1_000_000)
+    assert host.show("rl-a.service")["LoadState"] == "loaded"
+    assert host.show("rl-conf.service")["LoadState"] == "loaded"
+    assert host.show("rl-admin.service")["LoadState"] == "masked"
+    journaled = host.journal("-u", "rl-a.service", "MASKTOOL_ACTION=release")
+    assert journaled and journaled[-1]["MASKTOOL_POLICY"] == f"{p}:3", journaled
+    left = {m["unit"] for m in _ledger(host)["masks"]}
+    assert not left & {"rl-a.service", "rl-b.service", "rl-conf.service"}, left
+    # Again: nothing of masktool's is left for them.
+    res = host.masktool_run("release", "rl-a.service")
+    assert res.returncode == 1 and "unknown rl-a.service" in res.stdout, res.stdout
+    host.systemctl("unmask", "rl-b.service", "rl-admin.service")
+
+
+def test_release_refuses_what_the_running_daemon_enforces() -> None:
+    require_boot()
+    with Sandbox(binds=service_binds(Path(sys.executable).parent.parent)) as sb:
+        host = Host(sb)
+        install_masktool_service(sb)
+        for u in ("rl-d.service", "rl-e.service"):
+            host.vendor_unit(u)
+        sb.write(
+            "/etc/masktool/policy.yaml",
+            "version: 1\nmask:\n  - rl-d.service\n  - rl-e.service\n",
+            0o644,
+        )
+        sb.run(["systemctl", "daemon-reload"])
+        sb.run(["systemctl", "start", "masktool.service"])
+        # The daemon wrote both masks: recorded.
+        units = {m["unit"] for m in _ledger(host)["masks"]}
+        assert units == {"rl-d.service", "rl-e.service"}, units
+        # rl-e's rule removed and reloaded: the daemon leaves its mask (no unmask rule).
+        sb.write("/etc/masktool/policy.yaml", "version: 1\nmask:\n  - rl-d.service\n", 0o644)
+        sb.run(["systemctl", "reload", "masktool.service"])
+        res = host.masktool_run("release")
+        assert res.returncode == 1, res.stdout + res.stderr
+        refused = "refused rl-d.service: the running daemon enforces it by the rule at "
+        assert refused + "/etc/masktool/policy.yaml:3" in res.stdout, res.stdout
+        assert "released rl-e.service" in res.stdout, res.stdout
+        assert os.readlink(host.etc("rl-d.service")) == "/dev/null"
+        assert not host.etc("rl-e.service").exists()
+        assert host.show("rl-e.service")["LoadState"] == "loaded"
+        # Stopped, the daemon enforces nothing: release takes the rest.
+        sb.run(["systemctl", "stop", "masktool.service"])
+        res = host.masktool_run("release")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert not host.etc("rl-d.service").exists()
+        assert _ledger(host)["masks"] == []
