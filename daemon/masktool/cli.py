@@ -117,9 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     rl.add_argument(
         "--timeout",
         type=float,
-        default=60.0,
+        default=80.0,
         metavar="SECONDS",
-        help="how long to wait for the daemon's answer (default 60)",
+        help="how long to wait for the daemon's answer (default 80; systemd gives a reload 90)",
     )
     rel = sub.add_parser(
         "release",
@@ -248,20 +248,28 @@ def _draft(as_path: str | None, draft: str | None) -> Draft | None:
 def _reload(pid: int | None, timeout: float) -> int:
     from masktool import control
 
+    if not (0 < timeout < float("inf")):
+        raise UsageError(f"--timeout {timeout}: give a number of seconds above 0")
+    started = time.monotonic()
     if pid is None:
         with Systemd().open() as systemd:
-            pid = systemd.main_pid(SERVICE)
-        if pid == 0:
-            raise UsageError(f"{SERVICE} is not running; start it: systemctl start masktool")
+            pid = _running_daemon(systemd, started + timeout)
     else:
         _check_daemon_pid(pid)
     try:
-        r = control.request_reload(pid, control.result_path(), timeout)
+        r = control.request_reload(pid, max(0.1, started + timeout - time.monotonic()))
     except control.ControlError as e:
         raise UsageError(str(e)) from e
-    if r.accepted:
+    if r.accepted and r.enforced:
         print(f"masktool: policy reloaded and enforced: {r.rules} rule(s), mode {r.mode}")
         return EXIT_OK
+    if r.accepted:
+        print(
+            f"masktool: policy reloaded ({r.rules} rule(s)), but enforcing it failed: "
+            f"{r.error}; the daemon tries again (journalctl -u masktool)",
+            file=sys.stderr,
+        )
+        return EXIT_DRIFT
     for where, what in r.problems:
         print(f"masktool: {where}: {what}", file=sys.stderr)
     kept = {
@@ -381,17 +389,41 @@ def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
     return {"running": True, "policy_is_the_files": same, "loaded_at": saved.saved_at}
 
 
+def _running_daemon(systemd: Systemd, deadline: float) -> int:
+    """masktool.service's main process once the service is active. A SIGHUP during its start
+    would end it before it can take the signal: while it starts (or reloads), wait."""
+    while True:
+        state = systemd.list_units_by_names([SERVICE])[0].active_state
+        if state == "active":
+            pid = systemd.main_pid(SERVICE)
+            if pid:
+                return pid
+        elif state not in ("activating", "reloading"):
+            raise UsageError(
+                f"{SERVICE} is not running ({state}); start it: systemctl start masktool"
+            )
+        if time.monotonic() > deadline:
+            raise UsageError(f"{SERVICE} is still {state}; try again later")
+        time.sleep(0.05)
+
+
 def _check_daemon_pid(pid: int) -> None:
-    """A PID given by hand is signalled as root: only a masktool daemon's is. (0 and -1 would
-    signal a process group or every process.)"""
+    """A PID given by hand is signalled as root: only masktool.service's daemon is. (0 and -1
+    would signal a process group or every process.)"""
     if pid <= 1:
         raise UsageError(f"--pid {pid}: not a daemon's process ID")
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     except OSError as e:
         raise UsageError(f"--pid {pid}: no such process ({e.strerror})") from e
-    if b"daemon" not in argv or not any(b"masktool" in a for a in argv):
-        raise UsageError(f"--pid {pid}: not a masktool daemon; leave --pid out to ask systemd")
+    ours = any(line.endswith(f"/{SERVICE}") for line in cgroup.splitlines())
+    # argv: the interpreter, masktool's script, "daemon" (the watching process, also of the
+    # service, runs `-m masktool.sentry` and ignores SIGHUP).
+    if not ours or b"daemon" not in argv[1:3]:
+        raise UsageError(
+            f"--pid {pid}: not the daemon of {SERVICE}; leave --pid out to ask systemd"
+        )
 
 
 def _check_metrics_path(path: str) -> None:

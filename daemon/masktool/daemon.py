@@ -152,8 +152,10 @@ class Daemon:
         self._unsaved = ""  # why the policy in force could not be kept on disk, if it could not
         self._problems: list[tuple[str, str]] = []  # of the policy files at the last reload
         self._unapplied = ""  # how the policy files differ from the policy in force, if they do
-        self._answered = -1  # the last reload answered (control.ReloadResult.generation)
-        self._to_answer = False  # a reload was read; answered once its policy is enforced
+        # The reload requests (control) taken when the files were last read; answered once
+        # the policy read is enforced. None: no reload to answer.
+        self._to_answer: list[str] | None = None
+        self._reconcile_error = ""  # why the last reconcile failed, until one succeeds
         self._unrecorded = ""  # why the ledger could not be written, said once
         self._recorded: set[str] | None = None  # units the ledger has masks of (read once)
         self._last_reconcile = 0.0
@@ -184,8 +186,6 @@ class Daemon:
         self._watch_policy_dirs()
         # Drift made while the daemon was down is fixed before it reports ready.
         self._reconcile(None, self.clock())
-        self._to_answer = True
-        self._answer()  # generation 0: what a reload asked later is compared with
         self.notify("READY=1\nSTATUS=" + self.status())
         try:
             while not self.stopping:
@@ -257,6 +257,9 @@ class Daemon:
             return
         now = self.clock()
         if self.due.take("reload", now):
+            # The requests waiting now are answered by this reload: the files are read after
+            # each was made. One made later has sent a SIGHUP of its own: the next reload.
+            asked = control.take_requests()
             # Watch first, then read: a file written in between is read, one written after
             # is seen.
             self._watch_policy_dirs()
@@ -264,7 +267,7 @@ class Daemon:
             if self._load_policy():
                 self._watch_policy_dirs()  # the new policy may include files elsewhere
                 self.due.set("full", now)
-            self._to_answer = True
+            self._to_answer = (self._to_answer or []) + asked
         elif self.due.take("look", now):
             self._watch_policy_dirs()
             self._look_at_files()
@@ -279,7 +282,7 @@ class Daemon:
             units, since = self._pending, self._pending_since or now
             self._pending, self._pending_since = set(), None
             self._reconcile(units, since)
-        if self._to_answer:
+        if self._to_answer is not None:
             # After the reconcile above: `systemctl reload masktool` returns once the new
             # policy is enforced, so a `masktool check` right after sees it.
             self._answer()
@@ -426,6 +429,8 @@ class Daemon:
             unapplied = (
                 "policy files changed, not applied: `systemctl reload masktool` applies them"
             )
+            # What an earlier reload rejected is no longer what the files say.
+            self._rejected = ""
         else:
             first = f"{problems[0][0]}: {problems[0][1]}" if problems else "unknown problem"
             unapplied = f"policy files changed and would be rejected: {first}"
@@ -435,33 +440,33 @@ class Daemon:
             self._write_metrics()
 
     def _answer(self) -> None:
-        """Tell `masktool reload` (control.request_reload) how its reload went."""
-        self._to_answer = False
-        self._answered += 1
+        """Tell each `masktool reload` (control.request_reload) how its reload went."""
+        tokens, self._to_answer = self._to_answer or [], None
         pol = self.policy
         result = control.ReloadResult(
             pid=os.getpid(),
-            generation=self._answered,
             accepted=self._policy_ok,
+            enforced=self._policy_ok and not self._reconcile_error,
             problems=tuple(self._problems),
+            error=self._reconcile_error,
             in_force=self._policy_source,
             rules=len(pol.rules) if pol is not None else 0,
             mode=pol.mode if pol is not None else "",
             at=_wallclock(),
         )
-        path = control.result_path()
-        try:
-            control.write_result(result, path)
-        except OSError as e:
-            self.stats.errors += 1
-            self._journal(
-                [
-                    error_entry(
-                        f"cannot write the answer to a reload in {path} ({e.strerror}): "
-                        "`systemctl reload masktool` will wait for it in vain"
-                    )
-                ]
-            )
+        for token in tokens:
+            try:
+                control.answer(token, result)
+            except OSError as e:
+                self.stats.errors += 1
+                self._journal(
+                    [
+                        error_entry(
+                            f"cannot answer a reload request in {control.REQUEST_DIR} "
+                            f"({e.strerror or e}): its `masktool reload` waits in vain"
+                        )
+                    ]
+                )
         self.notify("STATUS=" + self.status())
 
     def _accept(self, new: Policy, source: str) -> None:
@@ -511,8 +516,11 @@ class Daemon:
         for a in self.cfg.policy_args:
             p = Path(a)
             dirs.append(str(p if p.is_dir() else p.parent))
-        if self.policy is not None:
-            dirs.extend(str(Path(f).parent) for f in self.policy.files)
+        files = [DEFAULT_POLICY, *(self.policy.files if self.policy is not None else ())]
+        dirs.extend(str(Path(f).parent) for f in files)
+        # A policy file that is a link (policy.yaml -> /srv/site/policy.yaml): its target's
+        # directory too, where it is edited.
+        dirs.extend(str(Path(os.path.realpath(f)).parent) for f in files if Path(f).is_symlink())
         return dirs
 
     def _watch_policy_dirs(self) -> None:
@@ -550,7 +558,9 @@ class Daemon:
         try:
             with apply_lock(timeout=60):
                 self._converge_each(pol.mode, rules, since, units)
+            self._reconcile_error = ""
         except (SystemdError, OSError, LockError) as e:
+            self._reconcile_error = str(e)
             self.stats.errors += 1
             self._journal(
                 [error_entry(f"reconcile failed, retrying in {self.cfg.retry_delay:.0f}s: {e}")]
@@ -597,7 +607,9 @@ class Daemon:
             policy_ok=self._policy_ok,
             last_reconcile=self._last_reconcile,
             policy_source=self._policy_source,
-            policy_pending=bool(self._unapplied),
+            # The files are not the policy in force: changed since, or rejected at a reload.
+            policy_pending=bool(self._unapplied)
+            or (self.policy is not None and not self._policy_ok),
             totals=Totals(
                 self.stats.fixed, self.stats.refused, self.stats.reloads, self.stats.errors
             ),
@@ -851,6 +863,11 @@ class Daemon:
             return "no valid policy: enforcing nothing (see journalctl -u masktool)" + rejected
         saved = "; the last good policy saved on disk" if self._policy_source == "saved" else ""
         unapplied = f"; {self._unapplied}" if self._unapplied else ""
+        failed = (
+            f"; the last reconcile failed ({self._reconcile_error})"
+            if self._reconcile_error
+            else ""
+        )
         n = self.stats.journal_lost
         lost = f"; journal entries lost: {n} (journald unreachable)" if n else ""
         waiting = len(self.retries.waiting())
@@ -859,7 +876,8 @@ class Daemon:
             f"{pol.mode}: {len(pol.rules)} unit(s){saved}; drift fixed {self.stats.fixed}; "
             f"refused {self.stats.refused}; reloads {self.stats.reloads}; "
             f"flapping {self.flaps.flapping()}{retry}; "
-            f"last event: {self.stats.last_event}{rejected}{unapplied}{lost}{self._unsaved}"
+            f"last event: {self.stats.last_event}{rejected}{unapplied}{failed}{lost}"
+            f"{self._unsaved}"
         )
 
 

@@ -421,12 +421,15 @@ def _join(directory: str, name: str) -> str:
 class _Source:
     """A policy file to read: a tree and the path inside it, and the path named in messages."""
 
-    __slots__ = ("inside", "name", "tree")
+    __slots__ = ("inside", "name", "text_from", "tree")
 
-    def __init__(self, tree: Tree, inside: str, name: str) -> None:
+    def __init__(self, tree: Tree, inside: str, name: str, text_from: str = "") -> None:
         self.tree = tree
         self.inside = inside  # absolute, inside the tree, not resolved
         self.name = name  # the host path (or the path as given on the command line), not escaped
+        # A draft's: its text is read from this host path; it stands at `inside` (its includes
+        # are found from there, in that tree).
+        self.text_from = text_from
 
     @property
     def shown(self) -> str:
@@ -438,10 +441,11 @@ class _Source:
         one is relative to this file's directory."""
         if ref.startswith("/"):
             return _Source(self.tree, ref, self.tree.host(ref))
+        name = self.tree.host(self.inside) if self.text_from else self.name
         return _Source(
             self.tree,
             _join(os.path.split(self.inside)[0], ref),
-            _join(os.path.split(self.name)[0], ref),
+            _join(os.path.split(name)[0], ref),
         )
 
 
@@ -519,7 +523,8 @@ def _list_policy_dir(
     is in this directory (the reader reads the draft there)."""
     base = inside.rstrip("/")
     head, tail = os.path.split(draft_at)
-    added = [tail] if draft_at and head == tree.host(base) and _is_policy_name(tail) else []
+    here = tree.host(tree.chase(base)[0]) if draft_at else ""
+    added = [tail] if draft_at and head == here and _is_policy_name(tail) else []
     try:
         fd = tree.open_dir(inside, trust=True)
     except OSError as e:
@@ -586,14 +591,15 @@ def _top_sources(
     return tops
 
 
-def _host_path(src: _Source) -> str:
-    return src.tree.host(os.path.normpath("/" + src.inside.lstrip("/")))
+def _final_host_path(src: _Source) -> str:
+    """Where `src` leads, links resolved inside its tree, as a host path."""
+    return src.tree.host(src.tree.chase(src.inside)[0])
 
 
 def _draft_host(tree: Tree, draft: Draft | None) -> str:
     if draft is None:
         return ""
-    return tree.host(os.path.normpath("/" + draft.installed.lstrip("/")))
+    return tree.host(tree.chase(os.path.normpath("/" + draft.installed.lstrip("/")))[0])
 
 
 class _NotText(ValueError):
@@ -603,6 +609,9 @@ class _NotText(ValueError):
 def _read(src: _Source) -> tuple[str, str]:
     """The text of a policy file and its final path inside its tree. Raises OSError (with a
     message naming the culprit: the file, a directory on the way, a link) or _NotText."""
+    if src.text_from:
+        data, _ = HOST.read_file(src.text_from, trust=True)
+        return _decode(data), src.tree.chase(src.inside)[0]
     try:
         data, final = src.tree.read_file(src.inside, trust=True)
     except OSError as e:
@@ -612,8 +621,12 @@ def _read(src: _Source) -> tuple[str, str]:
             if exists and not stat.S_ISREG(mode):
                 raise NotRegularFileError(src.tree.host(final), mode) from e
         raise
+    return _decode(data), final
+
+
+def _decode(data: bytes) -> str:
     try:
-        return data.decode("utf-8"), final
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise _NotText(f"not UTF-8 text ({e.reason} at byte {e.start})") from e
 
@@ -695,12 +708,15 @@ class _PolicyReader:
         self.draft_read = False
 
     def sub(self, src: _Source) -> _Source:
-        """The draft, when `src` is the path it will be installed at; else `src`."""
-        if self.draft is None or _host_path(src) != self.draft_at:
+        """The draft, when `src` is (or leads to) the path it will be installed at; else
+        `src`. The draft stands in that place: only its text comes from the draft's file."""
+        if self.draft is None or _final_host_path(src) != self.draft_at:
             return src
         self.draft_read = True
         f = self.draft.file
-        return _Source(HOST, f if f.startswith("/") else _join(str(Path.cwd()), f), f)
+        return _Source(
+            src.tree, src.inside, f, f if f.startswith("/") else _join(str(Path.cwd()), f)
+        )
 
     def problem(self, where: str, what: str) -> None:
         self.problems.append((where, what))

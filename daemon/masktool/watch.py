@@ -18,13 +18,16 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from watchdog import events as _events
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
+    DirModifiedEvent,
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
+    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -49,9 +52,28 @@ _UNIT_EVENTS: list[type[FileSystemEvent]] = [
     FileMovedEvent,
     FileClosedEvent,
 ]
-# A directory created among the policy directories (policy.d made after the daemon started)
-# makes the daemon look again, and watch it.
-_POLICY_EVENTS: list[type[FileSystemEvent]] = [*_UNIT_EVENTS, DirCreatedEvent]
+# In a policy directory: a policy file written, removed, renamed, or its mode or owner
+# changed; a directory made, removed, renamed or changed (policy.d made after the daemon
+# started, or made writable by others). The daemon looks at the files again.
+_POLICY_EVENTS: list[type[FileSystemEvent]] = [
+    *_UNIT_EVENTS,
+    FileModifiedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    DirModifiedEvent,
+    # chmod/chown: their own kinds since watchdog 5 ("modified" before, as in Debian's 2.2.1)
+    *(
+        c
+        for c in (
+            getattr(_events, "FileAttribEvent", None),
+            getattr(_events, "DirAttribEvent", None),
+        )
+        if c is not None
+    ),
+]
+# What says a policy file or directory changed; never an open or a read (the daemon's own).
+_POLICY_KINDS = frozenset({"created", "deleted", "moved", "closed", "modified", "attrib"})
 # In the parent of a unit directory: that directory made, removed, or renamed over.
 _PARENT_EVENTS: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
@@ -99,9 +121,10 @@ class _PolicyDirHandler(FileSystemEventHandler):
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
+            if event.event_type not in _POLICY_KINDS:
+                return  # opens and reads (watchdog 2.2.1 has no event_filter to drop them)
             if event.is_directory:
-                if event.event_type == "created":
-                    self.sink(PolicyEvent(_text(event.src_path), time.monotonic()))
+                self.sink(PolicyEvent(_text(event.src_path), time.monotonic()))
                 return
             for p in (event.src_path, getattr(event, "dest_path", "")):
                 path = _text(p)

@@ -316,10 +316,101 @@ def test_invalid_policy_fails_the_reload_and_keeps_the_last_good(daemon: Host) -
 
 def test_a_pid_given_by_hand_must_be_a_masktool_daemon(daemon: Host) -> None:
     journald = daemon.systemctl("show", "-p", "MainPID", "--value", "systemd-journald").stdout
-    for pid in ("0", "-1", "1", journald.strip()):
-        r = daemon.masktool_run("reload", "--pid", pid)
+    # Named like one, not masktool.service's (the finding: root signalled it).
+    daemon.sb.write("/usr/local/bin/masktool-impostor", "#!/bin/sh\nsleep 60\n", 0o755)
+    daemon.sb.run(
+        ["systemd-run", "--unit=dz-impostor", "/usr/local/bin/masktool-impostor", "daemon"]
+    )
+    fake = daemon.systemctl("show", "-p", "MainPID", "--value", "dz-impostor").stdout.strip()
+    try:
+        for pid in ("0", "-1", "1", journald.strip(), sentry_pid(daemon), fake):
+            r = daemon.masktool_run("reload", "--pid", pid)
+            assert r.returncode == 2, (pid, r)
+            assert "--pid" in r.stderr, r
+        assert daemon.systemctl("is-active", "dz-impostor").stdout.strip() == "active"
+    finally:
+        daemon.systemctl("stop", "dz-impostor")
+    for t in ("0", "nan", "-1"):
+        r = daemon.masktool_run("reload", "--timeout", t)
+        assert r.returncode == 2 and "--timeout" in r.stderr, r
+
+
+def test_a_reload_answers_only_for_files_read_after_it_asked(daemon: Host) -> None:
+    """Found by a hostile review: a `masktool reload` of broken files, asked while another
+    reload was still under way (its reconcile waiting for the apply lock), got that reload's
+    answer: exit 0, "enforced"."""
+    daemon.sb.run(["sh", "-c", "flock /run/masktool/apply.lock sleep 3 >/dev/null 2>&1 &"])
+    time.sleep(0.3)
+    write_policy(daemon, policy_text("  - dz-new.service\n"), reload=False)
+    daemon.systemctl("kill", "-s", "HUP", "--kill-whom=main", "masktool.service")
+    time.sleep(0.3)  # that reload has read the good files; its reconcile waits for the lock
+    write_policy(daemon, policy_text("  - not-a-unit\n"), reload=False)
+    try:
+        r = daemon.masktool_run("reload")
         assert r.returncode == 2, r
-        assert "--pid" in r.stderr, r
+        assert "not-a-unit" in r.stderr, r
+    finally:
+        write_policy(daemon, policy_text())
+        daemon.systemctl("unmask", "dz-new.service")
+
+
+def test_a_reload_asked_while_the_daemon_starts_waits_for_it(daemon: Host) -> None:
+    """Found by a hostile review: a SIGHUP before the daemon had set its handler ended it, and
+    askers retrying used up the start limit."""
+    restarts = daemon.sb.show("masktool.service", "NRestarts")["NRestarts"]
+    for _ in range(3):
+        daemon.systemctl("restart", "--no-block", "masktool.service")
+        r = daemon.masktool_run("reload")
+        assert r.returncode == 0, r
+    assert daemon.systemctl("is-active", "masktool.service").stdout.strip() == "active"
+    assert daemon.sb.show("masktool.service", "NRestarts")["NRestarts"] == restarts
+
+
+def test_a_reload_asked_from_a_service_with_a_runtime_directory_of_its_own(daemon: Host) -> None:
+    # The finding: the asker looked for the answer in its own $RUNTIME_DIRECTORY.
+    r = daemon.sb.run(
+        [
+            "systemd-run",
+            "--wait",
+            "--pipe",
+            "-p",
+            "RuntimeDirectory=dz-agent",
+            daemon.masktool,
+            "reload",
+        ],
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_policy_made_unsafe_or_edited_through_a_link_is_noticed(daemon: Host) -> None:
+    """Found by a hostile review: chmod of policy.d and edits of a linked policy.yaml's target
+    left STATUS and the metric saying nothing was pending."""
+    pd = daemon.sb.path("/etc/masktool/policy.d")
+    pd.mkdir(exist_ok=True)
+    daemon.systemctl("reload", "masktool.service")
+    try:
+        pd.chmod(0o777)
+        wait_until("the unsafe directory noticed", lambda: "would be rejected" in status(daemon))
+        assert _pending_metric(daemon) == "masktool_policy_pending 1"
+        pd.chmod(0o755)
+        wait_until("safe again", lambda: "policy files changed" not in status(daemon))
+    finally:
+        pd.rmdir()
+    target = daemon.sb.path("/srv/dz-policy/policy.yaml")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(policy_text())
+    target.chmod(0o644)
+    final = daemon.sb.path("/etc/masktool/policy.yaml")
+    final.unlink()
+    final.symlink_to("/srv/dz-policy/policy.yaml")
+    try:
+        daemon.systemctl("reload", "masktool.service")
+        target.write_text(policy_text("  - dz-new.service\n"))
+        wait_until("the edit of the link's target noticed", lambda: UNAPPLIED in status(daemon))
+    finally:
+        final.unlink()
+        write_policy(daemon, policy_text())
 
 
 def _metric(host: Host, name: str) -> str:

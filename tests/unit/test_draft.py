@@ -97,3 +97,29 @@ def test_as_and_draft_go_together(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "--as INSTALLED_PATH and --draft FILE go together" in capsys.readouterr().err
     assert main(["validate", "--as", "policy.yaml", "--draft", str(tmp_path)]) == 2
     assert "absolute path" in capsys.readouterr().err
+
+
+def test_a_drafts_includes_are_found_where_it_will_be_installed(root: Path, tmp_path: Path) -> None:
+    """Found by a hostile review: a relative include was looked up beside the draft (and a
+    file of that name there silently planned instead); with --root an absolute one on the
+    host."""
+    _write(root / "etc/masktool/common/extra.yaml", "version: 1\nmask:\n  - b.service\n")
+    elsewhere = tmp_path / "elsewhere"
+    _write(elsewhere / "common/extra.yaml", "version: 1\nmask:\n  - d.service\n")
+    for ref in ("common/extra.yaml", "/etc/masktool/common/extra.yaml"):
+        d = _write(elsewhere / "draft.yaml", f"version: 1\ninclude: [{ref}]\n")
+        p = load_policy([], str(root), Draft("/etc/masktool/policy.yaml", d))
+        assert sorted(r.unit for r in p.rules) == ["b.service"], ref
+        assert f"{root}/etc/masktool/common/extra.yaml" in p.files
+
+
+def test_a_draft_for_a_file_reached_through_a_link_is_read_there(
+    root: Path, tmp_path: Path
+) -> None:
+    # policy.yaml -> policy.d/10.yaml: the draft of policy.d/10.yaml is what both names read.
+    _write(root / "etc/masktool/policy.d/10.yaml", "version: 1\nmask:\n  - old.service\n")
+    (root / "etc/masktool/policy.yaml").unlink()
+    (root / "etc/masktool/policy.yaml").symlink_to("policy.d/10.yaml")
+    d = _write(tmp_path / "draft.yaml", "version: 1\nunmask:\n  - old.service\n")
+    p = load_policy([], str(root), Draft("/etc/masktool/policy.d/10.yaml", d))
+    assert [(r.unit, r.action) for r in p.rules] == [("old.service", "unmask")]
