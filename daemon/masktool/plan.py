@@ -51,6 +51,10 @@ class UnitPlan:
         return "masked-runtime" if self.rule.runtime else "masked"
 
 
+# Dependencies along which systemd stops the dependent when the unit stops.
+STOPPED_WITH = frozenset({"Requires", "Requisite", "BindsTo", "PartOf"})
+
+
 @dataclass(frozen=True)
 class Plan:
     """A UnitPlan for every rule, in policy order."""
@@ -373,7 +377,21 @@ def _live_mask_actions(rule: Rule, o: UnitObservation, writing: bool) -> list[Ac
         # The link is right but systemd has not re-read it.
         actions.append(Action(Step.RELOAD, o.unit, "systemd still reports it loaded"))
     if rule.stop:
-        actions.extend(Action(Step.STOP, name) for name in running)
+        # systemd 252 stops with it what Requires=, Requisite=, BindsTo= or is PartOf= it (not
+        # what Wants= it): said here, as it will happen (tried in tests/integration/test_safety).
+        taken = ", ".join(
+            f"{d.dep.dependent} ({d.dep.kind}=)"
+            for d in o.dependents
+            if d.active and d.dep.kind in STOPPED_WITH
+        )
+        actions.extend(
+            Action(
+                Step.STOP,
+                name,
+                f"systemd stops with it: {taken}" if taken and name == o.unit else "",
+            )
+            for name in running
+        )
     return actions
 
 

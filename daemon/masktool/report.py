@@ -117,8 +117,10 @@ def result_json(res: ApplyResult) -> dict[str, Any]:
 # -- text ---------------------------------------------------------------------------------------
 
 
-def _systemd_col(u: UnitPlan) -> str:
+def _systemd_col(u: UnitPlan, live: bool) -> str:
     o = u.obs
+    if not live:
+        return "-"  # offline (--root): no systemd was asked
     if o.live is not None:
         return f"{o.live.load_state}/{o.live.active_state}"
     if is_template(o.unit):
@@ -127,11 +129,22 @@ def _systemd_col(u: UnitPlan) -> str:
     return "not loaded"
 
 
+def rule_col(r: Rule) -> str:
+    """Where a rule is, short: a bundle's rule by the bundle's name (its file may be deep in
+    a Python installation); any other by its file. `why` and JSON give the full path."""
+    ref = r.via[-1] if r.via else ""
+    if ref and "/" not in ref and not ref.endswith((".yaml", ".yml")):
+        return f"{ref}:{r.source.line}"
+    return str(r.source)
+
+
 def check_text(p: Plan) -> str:
     rows = [("", "UNIT", "WANT", "STATE", "SYSTEMD", "RULE")]
     for u in p.units:
         mark = "ok" if u.compliant else ("REFUSED" if u.refusal else "DRIFT")
-        rows.append((mark, u.obs.name, u.want, u.state.value, _systemd_col(u), str(u.rule.source)))
+        rows.append(
+            (mark, u.obs.name, u.want, u.state.value, _systemd_col(u, p.live), rule_col(u.rule))
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for u in p.units:
@@ -173,9 +186,9 @@ def plan_text(p: Plan) -> str:
     for u in p.units:
         for a in u.actions:
             detail = f" ({a.detail})" if a.detail else ""
-            lines.append(f"{a.step.value:<13} {a.unit}{detail}  [{u.rule.source}]")
+            lines.append(f"{a.step.value:<13} {a.unit}{detail}  [{rule_col(u.rule)}]")
         if u.refusal:
-            lines.append(f"{'refuse':<13} {u.obs.unit}: {u.refusal}  [{u.rule.source}]")
+            lines.append(f"{'refuse':<13} {u.obs.unit}: {u.refusal}  [{rule_col(u.rule)}]")
         lines.extend(f"{'note':<13} {u.obs.name}: {n}" for n in u.notes if not u.compliant)
         if u.actions or u.refusal:
             lines.extend(dependents_text(u, " " * 14))

@@ -43,6 +43,39 @@ def test_active_hard_dependent_blocks_masking_until_force(host: Host) -> None:
     assert host.show("s1-lib.service")["LoadState"] == "masked"
 
 
+def test_a_forced_mask_says_which_units_systemd_stops_with_it(host: Host) -> None:
+    """Issue 12, item 8: plan did not show the dependents systemd stops with a forced mask's
+    stop. Checked against what systemd 252 does: Requires=, Requisite=, BindsTo= and PartOf=
+    dependents stop with it; Wants= ones do not."""
+    host.vendor_unit("s9-lib.service")
+    kinds = {"req": "Requires", "bind": "BindsTo", "part": "PartOf", "rqs": "Requisite"}
+    for name, kind in kinds.items():
+        host.vendor_unit(
+            f"s9-{name}.service", f"[Unit]\n{kind}=s9-lib.service\nAfter=s9-lib.service\n" + SLEEPER
+        )
+    host.vendor_unit("s9-want.service", "[Unit]\nWants=s9-lib.service\n" + SLEEPER)
+    host.systemctl("daemon-reload")
+    units = [f"s9-{n}.service" for n in (*kinds, "want")]
+    host.systemctl("start", "s9-lib.service", *units)
+    p = host.policy("s9", "version: 1\nmask:\n  - unit: s9-lib.service\n    force: true\n")
+    _, doc = host.json("plan", "--policy", p)
+    stop = next(a for a in unit(doc, "s9-lib.service")["actions"] if a["step"] == "stop")
+    said = stop["detail"]
+    assert said.startswith("systemd stops with it: "), said
+    text = host.masktool_run("plan", "--policy", p).stdout
+    assert f"stop          s9-lib.service ({said})" in text, text
+    rc, doc = host.json("apply", "--policy", p)
+    assert rc == 0, doc
+    stopped = {u for u in units if host.show(u)["ActiveState"] != "active"}
+    named = {u for u in units if f"{u} (" in said}
+    assert stopped == named == {f"s9-{n}.service" for n in kinds}, (
+        stopped,
+        said,
+    )
+    host.systemctl("stop", *units)
+    host.systemctl("unmask", "s9-lib.service")
+
+
 def test_unloaded_dependent_is_found_in_unit_files(host: Host) -> None:
     host.vendor_unit("s2-lib.service")
     host.vendor_unit("s2-idle.service", "[Unit]\nRequires=s2-lib.service\n" + SLEEPER)
