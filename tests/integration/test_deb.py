@@ -111,6 +111,53 @@ def test_install_runs_hardened_daemon_and_enforces_a_dropped_in_policy(sb: Sandb
         assert took < 1.0, (command, took)
 
 
+def test_packaged_daemon_applies_on_reload_only_and_release_undoes_it(sb: Sandbox) -> None:
+    """Issue 12's workflow with the .deb (Debian's python3-* underneath): saved is not applied,
+    a rejected reload fails and a restart keeps enforcing, release undoes exactly that."""
+
+    def status() -> str:
+        return sb.show("masktool.service", "StatusText")["StatusText"]
+
+    def load_state(unit: str) -> str:
+        return sb.show(unit, "LoadState")["LoadState"]
+
+    sb.write("/usr/local/lib/systemd/system/pkg-more.service", "[Service]\nExecStart=/bin/true\n")
+    sb.run(["systemctl", "daemon-reload"])
+    more = sb.path("/etc/masktool/policy.d/60-more.yaml")
+    sb.write(
+        "/etc/masktool/policy.d/60-more.yaml", "version: 1\nmask:\n  - pkg-more.service\n", 0o644
+    )
+    wait_until("the saved change noticed", lambda: "not applied" in status())
+    assert load_state("pkg-more.service") == "loaded"
+    sb.run(["systemctl", "reload", "masktool.service"])
+    assert load_state("pkg-more.service") == "masked"
+
+    sb.write(
+        "/etc/masktool/policy.d/70-bad.yaml",
+        "version: 1\nmask:\n  - unit: x.service\n    stpo: 1\n",
+        0o644,
+    )
+    assert sb.run(["systemctl", "reload", "masktool.service"], check=False).returncode != 0
+    r = sb.run(["masktool", "reload"], check=False)
+    assert r.returncode == 2 and "/etc/masktool/policy.d/70-bad.yaml:4" in r.stderr, r
+    sb.run(["systemctl", "restart", "masktool.service"])
+    assert "the last good policy saved on disk" in status(), status()
+    sb.run(["systemctl", "unmask", "pkg-more.service"])
+    wait_until("put back by the saved policy", lambda: load_state("pkg-more.service") == "masked")
+
+    sb.path("/etc/masktool/policy.d/70-bad.yaml").unlink()
+    more.unlink()
+    sb.run(["systemctl", "reload", "masktool.service"])
+    # The daemon no longer wants it masked, and leaves the mask: release takes it back.
+    assert load_state("pkg-more.service") == "masked"
+    r = sb.run(["masktool", "release", "pkg-more.service"], check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert load_state("pkg-more.service") == "loaded"
+    # One the running daemon enforces is refused.
+    r = sb.run(["masktool", "release", "pkg-telnetd.service"], check=False)
+    assert r.returncode == 1 and "refused pkg-telnetd.service" in r.stdout, r.stdout
+
+
 def test_remove_keeps_masks_and_purge_removes_config(sb: Sandbox) -> None:
     sb.run(["dpkg", "-r", "masktool"])
     state = sb.run(["systemctl", "is-active", "masktool.service"], check=False).stdout.strip()
