@@ -20,6 +20,7 @@ from masktool.backend import Change
 from masktool.deps import DependencyIndex
 from masktool.engine import carry_out, observe_and_plan
 from masktool.journal import Sender, journal_sender, send_all
+from masktool.ledger import Ledger
 from masktool.lock import LockError, apply_lock
 from masktool.metrics import TEXTFILE_DIR, TEXTFILE_NAME, default_path
 from masktool.observe import UnitObservation, UnitTree, observe
@@ -34,7 +35,7 @@ from masktool.report import (
     why_text,
 )
 from masktool.systemd_bus import Systemd, SystemdError
-from masktool.tree import shown
+from masktool.tree import Tree, shown
 from masktool.units import template_of, unit_name_error
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
@@ -284,7 +285,6 @@ def _release(units: Sequence[str], root: str | None) -> int:
     from masktool import ledger
     from masktool.journal import release_entry
     from masktool.release import release, text
-    from masktool.tree import Tree
 
     for u in units:
         why = unit_name_error(u)
@@ -505,14 +505,15 @@ def _dispatch(
         doc = plan_json("apply", p, root) | {"applied": False}
         _emit(args, doc, check_text(p) + "\nmode audit: nothing changed")
         return EXIT_OK if p.compliant else EXIT_DRIFT
-    from masktool.ledger import masked_before
-    from masktool.tree import Tree
+    from masktool import ledger
 
+    tree = Tree(root or "/")
+    led = ledger.load_quietly(tree) if p.actions else None
     # Masks masktool made before and is making again: drift put back ("restore").
-    restored = masked_before(Tree(root or "/")) if p.actions else set()
+    restored = ledger.masked_before(tree, led) if led is not None else set()
     outcome = carry_out(p, policy, root, systemd, started=time.monotonic(), index=index)
     res, after = outcome.result, outcome.after
-    _record(p, res.changes, root)
+    _record(p, res.changes, tree, led)
     _journal(outcome.entries(root=root, restored=restored))
     if args.json:
         import json
@@ -527,13 +528,12 @@ def _dispatch(
     return EXIT_OK if after.compliant and not res.errors else EXIT_DRIFT
 
 
-def _record(p: Plan, changes: list[Change], root: str | None) -> None:
+def _record(p: Plan, changes: list[Change], tree: Tree, led: Ledger | None) -> None:
     """Note in the ledger what apply changed, for `masktool release`."""
     from masktool import ledger
-    from masktool.tree import Tree
 
     rules = {u.obs.unit: (str(u.rule.source), u.rule.trigger_of) for u in p.units}
-    why = ledger.record(changes, Tree(root or "/"), rules)
+    why = ledger.record(changes, tree, rules, led)
     if why is not None:
         print(f"masktool: warning: {why}", file=sys.stderr)
 
