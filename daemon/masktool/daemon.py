@@ -60,6 +60,7 @@ from masktool.policy import (
     PolicyError,
     Rule,
     load_policy,
+    same_but_lines,
 )
 from masktool.sentry import Sentry, SentryGone
 from masktool.systemd_bus import Systemd, SystemdError
@@ -425,6 +426,11 @@ class Daemon:
             unapplied = ""
             self._policy_ok, self._rejected, self._policy_source = True, "", "files"
             self._problems = []
+        elif new is not None and pol is not None and same_but_lines(new, pol):
+            unapplied = (
+                "policy files edited, rules unchanged but on other lines: "
+                "`systemctl reload masktool` updates the file:line masktool cites"
+            )
         elif new is not None:
             unapplied = (
                 "policy files changed, not applied: `systemctl reload masktool` applies them"

@@ -16,7 +16,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -869,6 +869,18 @@ def load_policy(
     if problems:
         raise PolicyError([(shown(w), shown(m)) for w, m in problems])
     return merge(reader.contents)
+
+
+def same_but_lines(a: Policy, b: Policy) -> bool:
+    """Whether two policies differ at most in the line numbers of their rules (a comment
+    added above them, say): the same rules, from the same files."""
+
+    def key(r: Rule) -> Rule:
+        return replace(
+            r, source=Location(r.source.file, 0), included_at=r.included_at.rpartition(":")[0]
+        )
+
+    return a.mode == b.mode and [key(r) for r in a.rules] == [key(r) for r in b.rules]
 
 
 # -- merging ----------------------------------------------------------------------------------

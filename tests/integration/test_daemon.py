@@ -219,6 +219,20 @@ def test_a_saved_policy_is_enforced_only_on_reload(daemon: Host) -> None:
         daemon.systemctl("unmask", "dz-new.service")
 
 
+def test_a_comment_added_is_told_apart_from_a_change(daemon: Host) -> None:
+    """Found by a hostile review: a comment line shifted the rules' lines and read as a
+    policy change."""
+    write_policy(daemon, "# a comment\n" + policy_text(), reload=False)
+    try:
+        wait_until(
+            "the edit noticed", lambda: "rules unchanged but on other lines" in status(daemon)
+        )
+        assert UNAPPLIED not in status(daemon)
+    finally:
+        write_policy(daemon, policy_text())
+    assert "policy files" not in status(daemon)
+
+
 def test_an_exempt_typo_saved_changes_nothing_until_reload(daemon: Host) -> None:
     """The finding: an `exempt` with a typo, saved, stopped and masked a unit at once."""
     daemon.vendor_unit("dz-kdump.service", "[Service]\nExecStart=/bin/sleep infinity\n")
