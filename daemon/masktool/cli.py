@@ -391,14 +391,15 @@ def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
 
 def _running_daemon(systemd: Systemd, deadline: float) -> int:
     """masktool.service's main process once the service is active. A SIGHUP during its start
-    would end it before it can take the signal: while it starts (or reloads), wait."""
+    would end it before it can take the signal: while it starts, restarts or reloads, wait."""
     while True:
         state = systemd.list_units_by_names([SERVICE])[0].active_state
         if state == "active":
             pid = systemd.main_pid(SERVICE)
             if pid:
                 return pid
-        elif state not in ("activating", "reloading"):
+        elif state not in ("activating", "reloading", "deactivating"):
+            # (deactivating: a restart may be under way; a stop ends in inactive, said here)
             raise UsageError(
                 f"{SERVICE} is not running ({state}); start it: systemctl start masktool"
             )
@@ -510,7 +511,7 @@ def _dispatch(
     tree = Tree(root or "/")
     led = ledger.load_quietly(tree) if p.actions else None
     # Masks masktool made before and is making again: drift put back ("restore").
-    restored = ledger.masked_before(tree, led) if led is not None else set()
+    restored = ledger.acted_before(tree, led) if led is not None else set()
     outcome = carry_out(p, policy, root, systemd, started=time.monotonic(), index=index)
     res, after = outcome.result, outcome.after
     _record(p, res.changes, tree, led)

@@ -158,7 +158,7 @@ class Daemon:
         self._to_answer: list[str] | None = None
         self._reconcile_error = ""  # why the last reconcile failed, until one succeeds
         self._unrecorded = ""  # why the ledger could not be written, said once
-        self._recorded: set[str] | None = None  # units the ledger has masks of (read once)
+        self._recorded: set[str] | None = None  # units (un)masked before: the ledger, read once
         self._last_reconcile = 0.0
         self._reconnects = systemd.reconnects
         self._ping_every = _watchdog_interval()
@@ -649,7 +649,7 @@ class Daemon:
             # Units that were as the policy wants (seen so by a pass, or put back by the
             # watching process): a change now is a put-back of drift, journaled as such.
             restored = set(fast) | {u for u, s in self._samples.items() if s.compliant}
-            restored |= self._masked_before()
+            restored |= self._acted_before()
             out = carry_out(
                 before,
                 sub,
@@ -699,11 +699,11 @@ class Daemon:
             query = [u.obs.unit for u in after.units if not u.compliant]
             since = self.clock()
 
-    def _masked_before(self) -> set[str]:
+    def _acted_before(self) -> set[str]:
         if self._recorded is None:
             from masktool import ledger
 
-            self._recorded = ledger.masked_before(Tree("/"))
+            self._recorded = ledger.acted_before(Tree("/"))
         return self._recorded
 
     def _record(self, p: Plan, changes: list[Change]) -> None:
@@ -711,12 +711,10 @@ class Daemon:
         from masktool import ledger
 
         rules = {u.obs.unit: (str(u.rule.source), u.rule.trigger_of) for u in p.units}
-        recorded = self._masked_before()
+        recorded = self._acted_before()
         for c in changes:
-            if c.what in ("mask", "mask-runtime") and c.effect == "created":
+            if c.what in ("mask", "mask-runtime", "unmask"):
                 recorded.add(c.unit)
-            elif c.what == "unmask":
-                recorded.discard(c.unit)
         why = ledger.record(changes, Tree("/"), rules)
         if why is not None and why != self._unrecorded:
             self.stats.errors += 1

@@ -18,7 +18,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +57,9 @@ class DisplacedRecord:
 class Ledger:
     masks: dict[str, MaskRecord]  # by path
     displaced: list[DisplacedRecord]
+    # Units whose masks masktool removed for an unmask rule (unit -> when): masked again,
+    # they are drift it puts back. Nothing to release.
+    unmasked: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     def empty() -> Ledger:
@@ -80,11 +83,14 @@ class Ledger:
         moved = [
             {"unit": d.unit, "path": d.path, "copy": d.copy, "at": d.at} for d in self.displaced
         ]
+        unmasked = [{"unit": u, "at": at} for u, at in sorted(self.unmasked.items())]
         return (
             f'{{"format": {FORMAT},\n"masks": [\n'
             + ",\n".join(json.dumps(m) for m in masks)
             + '\n],\n"displaced": [\n'
             + ",\n".join(json.dumps(d) for d in moved)
+            + '\n],\n"unmasked": [\n'
+            + ",\n".join(json.dumps(u) for u in unmasked)
             + "\n]}\n"
         )
 
@@ -107,9 +113,11 @@ class Ledger:
                 self.masks[c.path] = MaskRecord(
                     c.unit, c.path, link[0], link[1], stamp, rule, trigger_of
                 )
+                self.unmasked.pop(c.unit, None)
                 changed = True
-            elif c.what in ("unmask", "release") and c.path and c.path in self.masks:
-                del self.masks[c.path]
+            elif c.what == "unmask" and c.path:
+                self.masks.pop(c.path, None)
+                self.unmasked[c.unit] = stamp
                 changed = True
             elif c.what == "displace" and c.path and c.displaced:
                 self.displaced.append(DisplacedRecord(c.unit, c.path, c.displaced, stamp))
@@ -180,7 +188,8 @@ def _parse(doc: Any) -> Ledger:
         DisplacedRecord(_str(d["unit"]), _str(d["path"]), _str(d["copy"]), _str(d["at"]))
         for d in doc["displaced"]
     ]
-    return Ledger(masks, displaced)
+    unmasked = {_str(u["unit"]): _str(u["at"]) for u in doc.get("unmasked", [])}
+    return Ledger(masks, displaced, unmasked)
 
 
 def _str(v: Any) -> str:
@@ -248,8 +257,11 @@ def load_quietly(tree: Tree) -> Ledger | None:
         return None
 
 
-def masked_before(tree: Tree, loaded: Ledger | None = None) -> set[str]:
-    """Units masktool has masks of on record: masking one again puts back drift (a journal
-    "restore"). Empty when the ledger cannot be read (the entry then says "mask")."""
+def acted_before(tree: Tree, loaded: Ledger | None = None) -> set[str]:
+    """Units masktool masked or unmasked before, on record: changing one again puts back
+    drift (a journal "restore"). Empty when the ledger cannot be read (entries then say
+    "mask" or "unmask")."""
     led = loaded if loaded is not None else load_quietly(tree)
-    return {m.unit for m in led.masks.values()} if led is not None else set()
+    if led is None:
+        return set()
+    return {m.unit for m in led.masks.values()} | set(led.unmasked)

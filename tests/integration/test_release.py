@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,22 @@ def test_release_refuses_what_the_running_daemon_enforces() -> None:
         assert res.returncode == 0, res.stdout + res.stderr
         assert not host.etc("rl-d.service").exists()
         assert _ledger(host)["masks"] == []
+
+
+def _journaled(host: Host, action: str) -> bool:
+    return bool(host.journal("-u", "rl-u.service", f"MASKTOOL_ACTION={action}"))
+
+
+def test_a_mask_put_back_again_on_an_unmask_rule_is_a_restore(host: Host) -> None:
+    """Issue 12, item 6, for unmask rules too: the first removal is an unmask, one after
+    someone masked it again is a put-back of drift, also for a later run of apply."""
+    host.vendor_unit("rl-u.service")
+    host.systemctl("daemon-reload")
+    host.systemctl("mask", "rl-u.service")
+    p = host.policy("rlu", "version: 1\nunmask:\n  - rl-u.service\n")
+    for expected in ("unmask", "restore"):
+        rc, doc = host.json("apply", "--policy", p)
+        assert rc == 0, doc
+        wait_until(f"{expected} journaled", partial(_journaled, host, expected))
+        host.systemctl("mask", "rl-u.service")
+    host.systemctl("unmask", "rl-u.service")
