@@ -26,6 +26,7 @@ from masktool.metrics import TEXTFILE_DIR, TEXTFILE_NAME, default_path
 from masktool.observe import UnitObservation, UnitTree, observe
 from masktool.plan import Plan
 from masktool.policy import Draft, Policy, PolicyError, load_policy
+from masktool.release import Released
 from masktool.report import (
     check_text,
     plan_json,
@@ -36,7 +37,7 @@ from masktool.report import (
 )
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.tree import Tree, shown
-from masktool.units import template_of, unit_name_error
+from masktool.units import is_template, template_of, unit_name_error
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
@@ -221,7 +222,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"policy ok: {n} rule(s) from {len(policy.files)} file(s), mode {policy.mode}{as_}")
         return EXIT_OK
     if root is not None:
-        return _dispatch(args, policy, root, None)
+        from masktool.ledger import tree_lock
+
+        # One apply at a time on the tree too: the ledger records what each wrote.
+        with tree_lock(Tree(root)) if args.command == "apply" else nullcontext():
+            return _dispatch(args, policy, root, None)
     try:
         systemd = Systemd().open()
     except SystemdError as e:
@@ -283,7 +288,6 @@ def _reload(pid: int | None, timeout: float) -> int:
 
 def _release(units: Sequence[str], root: str | None) -> int:
     from masktool import ledger
-    from masktool.journal import release_entry
     from masktool.release import release, text
 
     for u in units:
@@ -292,13 +296,13 @@ def _release(units: Sequence[str], root: str | None) -> int:
             raise UsageError(f"invalid unit name '{u}': {why}")
     tree = Tree(root or "/")
     if root is not None:
-        try:
-            led = ledger.load(tree)
-        except ledger.LedgerError as e:
-            raise UsageError(str(e)) from e
-        r = release(tree, led, units)
-        ledger.save(led, tree)
+        with ledger.tree_lock(tree):
+            led = _load_ledger(tree)
+            r = release(tree, led, units)
+            if r.changed:
+                ledger.save(led, tree)
         print(text(r, tree))
+        _journal(_release_entries(r, root))
         return EXIT_OK if r.complete else EXIT_DRIFT
     try:
         systemd = Systemd().open()
@@ -306,32 +310,56 @@ def _release(units: Sequence[str], root: str | None) -> int:
         raise UsageError(
             f"cannot reach systemd over D-Bus ({e}); use --root DIR for an unbooted tree"
         ) from e
+    notes: list[str] = []
     with systemd, apply_lock():
-        try:
-            led = ledger.load(tree)
-        except ledger.LedgerError as e:
-            raise UsageError(str(e)) from e
-        enforced = _enforced(systemd)
-        triggering = {u: r for u, (r, t) in enforced.items() if t}
-        r = release(tree, led, units, {u: r for u, (r, _) in enforced.items()}, triggering)
-        ledger.save(led, tree)
+        led = _load_ledger(tree)
+        enforced, triggering = _enforced(systemd)
+        r = release(tree, led, units, enforced, triggering)
+        if r.changed:
+            ledger.save(led, tree)
+        # Journaled before anything else can fail: what was done is on record.
+        _journal(_release_entries(r, None))
         if r.masks or r.put_back:
-            # Units systemd holds as masked keep that state until it reads the files again.
-            systemd.reload()
-        still = [
-            s.name
-            for s in systemd.list_units_by_names([m.unit for m in r.masks])
-            if s.load_state == "masked"
-        ]
+            # Units systemd holds as masked keep that state until it reads the files again;
+            # a daemon-reload that would block PID 1 (a FIFO among the files) is not asked.
+            hazards = UnitTree("/").hazards(manager_config=True)
+            if hazards:
+                notes.append(
+                    "systemd was not reloaded: it would block on "
+                    + ", ".join(hazards)
+                    + "; remove that, then `systemctl daemon-reload`"
+                )
+            else:
+                systemd.reload()
+        plain = [m.unit for m in r.masks if not is_template(m.unit)]
+        still = [s.name for s in systemd.list_units_by_names(plain) if s.load_state == "masked"]
+        notes += [f"systemd still reports {n} masked: another mask covers it" for n in still]
     print(text(r, tree))
-    for name in still:
-        print(f"note: systemd still reports {name} masked: another mask covers it (masktool why)")
+    for n in notes:
+        print(f"note: {n}")
+    return EXIT_OK if r.complete and not notes else EXIT_DRIFT
+
+
+def _load_ledger(tree: Tree) -> Ledger:
+    from masktool import ledger
+
+    try:
+        return ledger.load(tree)
+    except ledger.LedgerError as e:
+        raise UsageError(f"{e}; nothing was released") from e
+
+
+def _release_entries(r: Released, root: str | None) -> list[dict[str, str]]:
+    from masktool.journal import release_entry
+
+    extra = {"MASKTOOL_ROOT": root} if root is not None else {}
     entries = [
         release_entry(
             m.unit,
             f"released {m.unit}: removed {m.path}, which it wrote at {m.at}",
             MASKTOOL_POLICY=m.rule,
             MASKTOOL_PATH=m.path,
+            **extra,
         )
         for m in r.masks
     ]
@@ -341,20 +369,23 @@ def _release(units: Sequence[str], root: str | None) -> int:
             f"put {d.path} back, which it had moved aside at {d.at}",
             MASKTOOL_DISPLACED=d.copy,
             MASKTOOL_PATH=d.path,
+            **extra,
         )
         for d in r.put_back
     ]
-    _journal(entries)
-    return EXIT_OK if r.complete else EXIT_DRIFT
+    return entries
 
 
-def _enforced(systemd: Systemd) -> dict[str, tuple[str, bool]]:
-    """Units the running daemon masks: unit -> (its rule's file:line, whether the rule masks
-    the unit's activators too). Release refuses them."""
+def _enforced(systemd: Systemd) -> tuple[dict[str, str], dict[str, str]]:
+    """What the running daemon masks: unit -> where to change that, for every name its mask
+    rules reach (an alias rule masks the unit it names); and the same for the rules that mask
+    their unit's activators too (with_triggers). Release refuses them. An auditing daemon
+    masks nothing."""
     from masktool import lastgood
+    from masktool.journal import edit_advice
 
     if systemd.main_pid(SERVICE) == 0:
-        return {}
+        return {}, {}
     try:
         saved = lastgood.load(lastgood.state_path())
     except lastgood.LastGoodError as e:
@@ -367,9 +398,19 @@ def _enforced(systemd: Systemd) -> dict[str, tuple[str, bool]]:
             f"{SERVICE} runs, and the policy it enforces is not on disk: stop it first "
             "(systemctl stop masktool)"
         )
-    return {
-        r.unit: (str(r.source), r.with_triggers) for r in saved.policy.rules if r.action == "mask"
-    }
+    if saved.policy.mode == "audit":
+        return {}, {}
+    tree = UnitTree("/")
+    enforced: dict[str, str] = {}
+    triggering: dict[str, str] = {}
+    for r in saved.policy.rules:
+        if r.action != "mask":
+            continue
+        for name in {r.unit, tree.observe_files(r.unit).unit}:
+            enforced[name] = edit_advice(r, name)
+            if r.with_triggers:
+                triggering[name] = edit_advice(r, name)
+    return enforced, triggering
 
 
 def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:

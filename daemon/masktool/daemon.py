@@ -487,6 +487,9 @@ class Daemon:
             return
         self._samples = {}
         self._reported = {}
+        # Read the ledger again: `masktool release` may have emptied it since (a rule can be
+        # released only while no rule of the daemon's covers it).
+        self._recorded = None
         self.names.reset(new)
         # Failures of the old rules are not the new ones': every unit is reconciled anew.
         self.retries = Retries(self.clock, self.cfg.retry_delay, self.cfg.retry_most)

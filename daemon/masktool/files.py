@@ -22,7 +22,7 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -544,9 +544,9 @@ class PlaceTakenError(NotAMaskError):
     """Something sits where a displaced file would go back."""
 
 
-def remove_recorded_mask(tree: Tree, inside: str, dev: int, ino: int) -> bool:
-    """Remove the mask at `inside` if it is still the very link (or empty file) masktool wrote,
-    inode `dev`/`ino`, and still a settled mask. False when nothing is there; NotAMaskError
+def remove_recorded_mask(tree: Tree, inside: str, ours: Callable[[os.stat_result], bool]) -> bool:
+    """Remove the mask at `inside` if `ours` says it is the very link (or empty file) masktool
+    wrote, and it is still a settled mask. False when nothing is there; NotAMaskError
     (ReplacedError when another file took the name since) when it is not masktool's."""
     directory, name = os.path.split(inside)
     where = tree.shown(inside)
@@ -560,7 +560,7 @@ def remove_recorded_mask(tree: Tree, inside: str, dev: int, ino: int) -> bool:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
                 return False
-            if (st.st_dev, st.st_ino) != (dev, ino):
+            if not ours(st):
                 raise ReplacedError(
                     f"{where} is not the mask masktool wrote (it was replaced since): it may "
                     "be an admin's; left in place"
@@ -577,6 +577,12 @@ def put_back(tree: Tree, copy_inside: str, dest_inside: str) -> None:
     cdir, cname = os.path.split(copy_inside)
     ddir, dname = os.path.split(dest_inside)
     where = tree.shown(dest_inside)
+    if tree.real_dir(ddir) is None:
+        # /run/systemd/system of another boot, say: the copy waits for its place.
+        raise PlaceTakenError(
+            f"{tree.shown(ddir)} does not exist; the file masktool moved aside stays at "
+            f"{tree.shown(copy_inside)}"
+        )
     with tree.dir(cdir) as cfd, tree.dir(ddir) as dfd, _naming(where):
         st = os.stat(cname, dir_fd=cfd, follow_symlinks=False)
         try:

@@ -14,16 +14,22 @@ apply and by the daemon.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import stat
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from masktool.backend import Change
+from masktool.files import DISPLACED_DIR
+from masktool.lock import LockError
 from masktool.tree import Tree
+from masktool.units import ETC_DIR, RUN_DIR, unit_name_error
 
 LEDGER = "/var/lib/masktool/ledger.json"
 FORMAT = 1
@@ -36,6 +42,12 @@ class LedgerError(Exception):
 
 @dataclass(frozen=True)
 class MaskRecord:
+    """The very link masktool wrote. An inode number alone is no identity: a file system may
+    give the next file the number just freed (ext4 does), and /run counts afresh each boot.
+    The inode's change time, to the nanosecond, is set when the link is made; with the number
+    it tells masktool's link from an admin's made in its place. (The device number is kept
+    for the record only: it changes when the same file system is mounted another way.)"""
+
     unit: str
     path: str  # inside the tree: /etc/systemd/system/UNIT or /run/systemd/system/UNIT
     dev: int
@@ -43,6 +55,8 @@ class MaskRecord:
     at: str  # when written, UTC
     rule: str  # file:line of the rule it was written for
     trigger_of: str = ""  # written for an activator of this unit (with_triggers)
+    ctime_ns: int = -1  # the link's change time when written (-1: unknown, never matches)
+    boot: str = ""  # for a mask in the running system's /run: the boot it was written in
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,8 @@ class Ledger:
                 "at": m.at,
                 "rule": m.rule,
                 "trigger_of": m.trigger_of,
+                "ctime_ns": m.ctime_ns,
+                "boot": m.boot,
             }
             for m in sorted(self.masks.values(), key=lambda m: m.path)
         ]
@@ -106,12 +122,20 @@ class Ledger:
         changed = False
         for c in changes:
             if c.what in ("mask", "mask-runtime") and c.effect == "created" and c.path:
-                link = _mask_inode(tree, c.path)
-                if link is None:
+                st = mask_stat(tree, c.path)
+                if st is None:
                     continue  # gone, or not a mask, already: nothing of masktool's is there
                 rule, trigger_of = rules.get(c.unit, ("", ""))
                 self.masks[c.path] = MaskRecord(
-                    c.unit, c.path, link[0], link[1], stamp, rule, trigger_of
+                    c.unit,
+                    c.path,
+                    st.st_dev,
+                    st.st_ino,
+                    stamp,
+                    rule,
+                    trigger_of,
+                    st.st_ctime_ns,
+                    boot_of(tree, c.path),
                 )
                 self.unmasked.pop(c.unit, None)
                 changed = True
@@ -125,15 +149,37 @@ class Ledger:
         return changed
 
 
-def _mask_inode(tree: Tree, inside: str) -> tuple[int, int] | None:
-    """(dev, ino) of the link or empty file at `inside`, if it is one."""
+def mask_stat(tree: Tree, inside: str) -> os.stat_result | None:
+    """The link or empty file at `inside` (its directory resolved inside the tree), if it is
+    one."""
+    directory, name = os.path.split(inside)
+    real = tree.real_dir(directory)
+    if real is None:
+        return None
     try:
-        st = os.lstat(tree.host(inside))
+        st = os.lstat(f"{real}/{name}")
     except OSError:
         return None
     if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0):
-        return st.st_dev, st.st_ino
+        return st
     return None
+
+
+def boot_of(tree: Tree, inside: str) -> str:
+    """The boot a mask in the running system's /run belongs to ("" for any other)."""
+    if not (tree.is_host and inside.startswith(RUN_DIR + "/")):
+        return ""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def is_masktools(rec: MaskRecord, st: os.stat_result, tree: Tree) -> bool:
+    """Whether the link `st` is the one `rec` records."""
+    if rec.boot and rec.boot != boot_of(tree, rec.path):
+        return False  # /run of another boot: that link is long gone
+    return (st.st_ino, st.st_ctime_ns) == (rec.ino, rec.ctime_ns)
 
 
 def load(tree: Tree) -> Ledger:
@@ -165,7 +211,7 @@ def load(tree: Tree) -> Ledger:
         raise LedgerError(f"{tree.shown(LEDGER)}: larger than any ledger masktool writes")
     try:
         return _parse(json.loads(data))
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, RecursionError) as e:
         raise LedgerError(f"{tree.shown(LEDGER)}: damaged ({type(e).__name__}: {e})") from None
 
 
@@ -182,14 +228,36 @@ def _parse(doc: Any) -> Ledger:
             at=_str(m["at"]),
             rule=_str(m["rule"]),
             trigger_of=_str(m.get("trigger_of", "")),
+            ctime_ns=_int(m.get("ctime_ns", -1)),
+            boot=_str(m.get("boot", "")),
         )
+        _unit_path(rec.path, rec.unit)
         masks[rec.path] = rec
-    displaced = [
-        DisplacedRecord(_str(d["unit"]), _str(d["path"]), _str(d["copy"]), _str(d["at"]))
-        for d in doc["displaced"]
-    ]
+    displaced = []
+    for d in doc["displaced"]:
+        rec2 = DisplacedRecord(_str(d["unit"]), _str(d["path"]), _str(d["copy"]), _str(d["at"]))
+        _unit_path(rec2.path, rec2.unit)
+        # Only a copy in masktool's own directory is put back (and then removed).
+        if not rec2.copy.startswith(DISPLACED_DIR + "/") or _odd_path(rec2.copy):
+            raise ValueError(f"{rec2.copy!r} is not a copy in {DISPLACED_DIR}")
+        displaced.append(rec2)
     unmasked = {_str(u["unit"]): _str(u["at"]) for u in doc.get("unmasked", [])}
     return Ledger(masks, displaced, unmasked)
+
+
+def _odd_path(p: str) -> bool:
+    return "\0" in p or os.path.normpath(p) != p or not p.startswith("/")
+
+
+def _unit_path(p: str, unit: str) -> None:
+    """A record's path must be the unit's name in /etc/systemd/system or /run/systemd/system:
+    a ledger edited by hand makes release remove or write nothing else."""
+    directory, name = os.path.split(p)
+    if _odd_path(p) or directory not in (ETC_DIR, RUN_DIR) or name != unit:
+        raise ValueError(f"{p!r} is not the unit {unit!r} in {ETC_DIR} or {RUN_DIR}")
+    if unit_name_error(unit) is not None:
+        raise ValueError(f"{unit!r} is not a unit name")
+    unit.encode()  # a lone surrogate (JSON \ud800) names no file: UnicodeEncodeError, a ValueError
 
 
 def _str(v: Any) -> str:
@@ -265,3 +333,30 @@ def acted_before(tree: Tree, loaded: Ledger | None = None) -> set[str]:
     if led is None:
         return set()
     return {m.unit for m in led.masks.values()} | set(led.unmasked)
+
+
+@contextlib.contextmanager
+def tree_lock(tree: Tree, timeout: float = 120.0) -> Iterator[None]:
+    """One apply or release at a time on a tree given with --root (the running system has
+    /run/masktool/apply.lock): the lock file is masktool's own, inside the tree."""
+    directory, _ = os.path.split(LEDGER)
+    with tree.dir(directory, create=True) as dfd:
+        fd = os.open(
+            ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockError(
+                        f"another masktool holds {tree.shown(directory)}/.lock for over "
+                        f"{timeout:.0f}s; try again later"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)

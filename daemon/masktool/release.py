@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from masktool.files import NotAMaskError, PlaceTakenError, put_back, remove_recorded_mask
-from masktool.ledger import DisplacedRecord, Ledger, MaskRecord
+from masktool.ledger import DisplacedRecord, Ledger, MaskRecord, is_masktools
 from masktool.tree import Tree
 
 
@@ -24,6 +25,8 @@ class Released:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (unit, why): not masktool's
     refused: list[tuple[str, str]] = field(default_factory=list)  # (unit, why): enforced
     unknown: list[str] = field(default_factory=list)  # named, but nothing of masktool's
+
+    changed: bool = False  # the ledger was changed: save it
 
     @property
     def complete(self) -> bool:
@@ -38,8 +41,8 @@ def release(
     triggering: Mapping[str, str] | None = None,
 ) -> Released:
     """Undo the ledger's records for `units` (all when empty), updating `ledger` to match.
-    `enforced`: unit -> the running daemon's rule (file:line) that masks it; `triggering`:
-    the same for rules that mask the unit's activators too (with_triggers)."""
+    `enforced`: unit -> what to change so that the running daemon no longer masks it;
+    `triggering`: the same for rules that mask the unit's activators too (with_triggers)."""
     enforced = enforced or {}
     triggering = triggering or {}
     wanted = set(units)
@@ -49,27 +52,33 @@ def release(
     out.unknown = sorted(wanted - {m.unit for m in masks} - {d.unit for d in moved})
     refused: set[str] = set()
     for m in masks:
-        rule = enforced.get(m.unit) or triggering.get(m.trigger_of)
-        if rule is not None:
+        advice = enforced.get(m.unit) or triggering.get(m.trigger_of)
+        if advice is not None:
             refused.add(m.unit)
             by = f" (an activator of {m.trigger_of})" if m.unit not in enforced else ""
             out.refused.append(
                 (
                     m.unit,
-                    f"the running daemon enforces it{by} by the rule at {rule}: remove the "
-                    "rule and `systemctl reload masktool`, or stop masktool.service, first",
+                    f"the running daemon enforces it{by}: {advice}, then `systemctl reload "
+                    "masktool` (or stop masktool.service) first",
                 )
             )
             continue
         try:
-            removed = remove_recorded_mask(tree, m.path, m.dev, m.ino)
-        except (OSError, NotAMaskError) as e:
+            removed = remove_recorded_mask(tree, m.path, partial(is_masktools, m, tree=tree))
+        except NotAMaskError as e:
             out.kept.append((m.unit, str(e)))
             # Not masktool's any more: the ledger forgets it rather than take it later.
             del ledger.masks[m.path]
+            out.changed = True
+            continue
+        except OSError as e:
+            # A read-only mount, say: still masktool's, released when it can be.
+            out.kept.append((m.unit, f"cannot remove {tree.shown(m.path)}: {e}; try again"))
             continue
         (out.masks if removed else out.gone).append(m)
         del ledger.masks[m.path]
+        out.changed = True
     for d in moved:
         if d.unit in refused:
             continue  # its mask stays, and so does the place
@@ -81,12 +90,14 @@ def release(
         except FileNotFoundError:
             out.kept.append((d.unit, f"{tree.shown(d.copy)} is gone; nothing to put back"))
             ledger.displaced.remove(d)
+            out.changed = True
             continue
         except (OSError, NotAMaskError) as e:
             out.kept.append((d.unit, f"cannot put {tree.shown(d.copy)} back: {e}"))
             continue
         out.put_back.append(d)
         ledger.displaced.remove(d)
+        out.changed = True
     return out
 
 

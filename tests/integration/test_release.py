@@ -108,8 +108,8 @@ def test_release_refuses_what_the_running_daemon_enforces() -> None:
         sb.run(["systemctl", "reload", "masktool.service"])
         res = host.masktool_run("release")
         assert res.returncode == 1, res.stdout + res.stderr
-        refused = "refused rl-d.service: the running daemon enforces it by the rule at "
-        assert refused + "/etc/masktool/policy.yaml:3" in res.stdout, res.stdout
+        refused = "refused rl-d.service: the running daemon enforces it: edit or remove the "
+        assert refused + "rule at /etc/masktool/policy.yaml:3" in res.stdout, res.stdout
         assert "released rl-e.service" in res.stdout, res.stdout
         assert os.readlink(host.etc("rl-d.service")) == "/dev/null"
         assert not host.etc("rl-e.service").exists()
@@ -139,3 +139,66 @@ def test_a_mask_put_back_again_on_an_unmask_rule_is_a_restore(host: Host) -> Non
         wait_until(f"{expected} journaled", partial(_journaled, host, expected))
         host.systemctl("mask", "rl-u.service")
     host.systemctl("unmask", "rl-u.service")
+
+
+def test_release_keeps_an_admins_mask_that_got_the_same_inode_number() -> None:
+    """Found by a hostile review: on ext4 the admin's new link (systemctl unmask; systemctl
+    mask) got the inode number of masktool's, and release removed it."""
+    require_boot()
+    with Sandbox(binds=service_binds(Path(sys.executable).parent.parent)) as sb:
+        host = Host(sb)
+        host.vendor_unit("rl-x.service")
+        etc = "/etc/systemd/system"
+        sb.run(
+            [
+                "sh",
+                "-c",
+                f"truncate -s 64M /var/tmp/etc.img && mkfs.ext4 -q /var/tmp/etc.img && "
+                f"cp -a {etc} /var/tmp/ess && mount -o loop /var/tmp/etc.img {etc} && "
+                f"cp -a /var/tmp/ess/. {etc}/",
+            ]
+        )
+        sb.run(["systemctl", "daemon-reload"])
+        p = host.policy("rlx", "version: 1\nmask:\n  - rl-x.service\n")
+        assert host.masktool_run("apply", "--policy", p).returncode == 0
+        before = host.etc("rl-x.service").lstat().st_ino
+        host.systemctl("unmask", "rl-x.service")
+        host.systemctl("mask", "rl-x.service")
+        assert host.etc("rl-x.service").lstat().st_ino == before  # the number, reused
+        res = host.masktool_run("release")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "kept rl-x.service" in res.stdout, res.stdout
+        assert host.show("rl-x.service")["LoadState"] == "masked"
+
+
+def test_release_of_templates_aliases_and_with_a_hazard(host: Host) -> None:
+    """Found by a hostile review: a template's release ended in an error after the change
+    (and journaled nothing); an alias rule's unit was released under the running daemon; a
+    FIFO among the unit files made release's daemon-reload hang PID 1."""
+    host.vendor_unit("rlt@.service")
+    host.vendor_unit("rlt-x.service")
+    host.systemctl("daemon-reload")
+    p = host.policy("rlt", "version: 1\nmask:\n  - rlt@.service\n  - rlt-x.service\n")
+    assert host.masktool_run("apply", "--policy", p).returncode == 0
+    res = host.masktool_run("release", "rlt@.service")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert host.journal("MASKTOOL_UNIT=rlt@.service", "MASKTOOL_ACTION=release")
+    # A FIFO drop-in of a loaded unit: no daemon-reload, and release says so.
+    host.vendor_unit("rlt-y.service")
+    host.systemctl("daemon-reload")
+    host.systemctl("start", "rlt-y.service")
+    dropins = host.sb.path("/etc/systemd/system/rlt-y.service.d")
+    dropins.mkdir()
+    os.mkfifo(dropins / "f.conf")
+    try:
+        res = host.masktool_run("release", "rlt-x.service")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "systemd was not reloaded: it would block on" in res.stdout, res.stdout
+        assert not host.etc("rlt-x.service").exists()
+        state = host.systemctl("is-system-running", check=False).stdout.strip()
+        assert state in ("running", "degraded"), state
+    finally:
+        (dropins / "f.conf").unlink()
+        dropins.rmdir()
+        host.systemctl("stop", "rlt-y.service")
+        host.systemctl("daemon-reload")

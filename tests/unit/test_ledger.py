@@ -62,3 +62,32 @@ def test_a_damaged_ledger_is_said_and_not_used(
     assert main(["release", "--root", str(top)]) == 2
     assert "ledger.json: damaged" in capsys.readouterr().err
     assert os.readlink(top / ETC / "lg-a.service") == "/dev/null"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '"masks": [{"unit": "x.service", "path": "/etc/systemd/system/../../etc/passwd", '
+        '"dev": 1, "ino": 2, "at": "", "rule": ""}], "displaced": []',
+        '"masks": [{"unit": "passwd", "path": "/etc/passwd", "dev": 1, "ino": 2, "at": "", '
+        '"rule": ""}], "displaced": []',
+        '"masks": [], "displaced": [{"unit": "x.service", "path": "/etc/systemd/system/x.service",'
+        ' "copy": "/etc/shadow", "at": ""}]',
+        '"masks": [{"unit": "x\\ud800.service", "path": "/etc/systemd/system/x\\ud800.service", '
+        '"dev": 1, "ino": 2, "at": "", "rule": ""}], "displaced": []',
+        '"masks": ' + "[" * 5000 + "]" * 5000 + ', "displaced": []',
+    ],
+    ids=["dotdot", "outside", "copy-outside", "surrogate", "nested"],
+)
+def test_a_ledger_edited_by_hand_is_refused_whole(
+    tmp_path: Path, record: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a hostile review: records naming other files made release remove or move
+    them; a deeply nested ledger raised RecursionError past every handler."""
+    top = _tree(tmp_path / "t")
+    (top / "var/lib/masktool").mkdir(parents=True)
+    (top / "var/lib/masktool/ledger.json").write_text('{"format": 1, ' + record + "}")
+    assert main(["release", "--root", str(top)]) == 2
+    assert "nothing was released" in capsys.readouterr().err
+    assert main(["apply", "--root", str(top)]) == 0  # the masks are written all the same
+    assert "cannot record in" in capsys.readouterr().err
