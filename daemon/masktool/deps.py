@@ -25,7 +25,8 @@ from masktool.units import (
 )
 
 HARD = ("Requires", "Requisite", "BindsTo")
-SOFT = ("Wants", "PartOf", "Upholds")
+# StopPropagatedFrom=: no need, but stopped with the unit it names (like PartOf=).
+SOFT = ("Wants", "PartOf", "Upholds", "StopPropagatedFrom")
 _SECTIONS = {"Unit", "Socket", "Timer", "Path"}
 _DIR_KINDS = {".wants": "Wants", ".requires": "Requires", ".upholds": "Upholds"}
 _ACTIVATORS = {"socket": "Service", "timer": "Unit", "path": "Unit"}

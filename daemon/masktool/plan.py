@@ -52,7 +52,7 @@ class UnitPlan:
 
 
 # Dependencies along which systemd stops the dependent when the unit stops.
-STOPPED_WITH = frozenset({"Requires", "Requisite", "BindsTo", "PartOf"})
+STOPPED_WITH = frozenset({"Requires", "Requisite", "BindsTo", "PartOf", "StopPropagatedFrom"})
 
 
 @dataclass(frozen=True)
@@ -377,8 +377,9 @@ def _live_mask_actions(rule: Rule, o: UnitObservation, writing: bool) -> list[Ac
         # The link is right but systemd has not re-read it.
         actions.append(Action(Step.RELOAD, o.unit, "systemd still reports it loaded"))
     if rule.stop:
-        # systemd 252 stops with it what Requires=, Requisite=, BindsTo= or is PartOf= it (not
-        # what Wants= it): said here, as it will happen (tried in tests/integration/test_safety).
+        # systemd 252 stops with it what Requires=, Requisite=, BindsTo=, is PartOf= it or has
+        # StopPropagatedFrom= it (not what Wants= it): said here, as it will happen (tried in
+        # tests/integration/test_safety).
         taken = ", ".join(
             f"{d.dep.dependent} ({d.dep.kind}=)"
             for d in o.dependents

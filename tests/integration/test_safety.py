@@ -45,10 +45,16 @@ def test_active_hard_dependent_blocks_masking_until_force(host: Host) -> None:
 
 def test_a_forced_mask_says_which_units_systemd_stops_with_it(host: Host) -> None:
     """Issue 12, item 8: plan did not show the dependents systemd stops with a forced mask's
-    stop. Checked against what systemd 252 does: Requires=, Requisite=, BindsTo= and PartOf=
-    dependents stop with it; Wants= ones do not."""
+    stop. Checked against what systemd 252 does: Requires=, Requisite=, BindsTo=, PartOf= and
+    StopPropagatedFrom= dependents stop with it; Wants= ones do not."""
     host.vendor_unit("s9-lib.service")
-    kinds = {"req": "Requires", "bind": "BindsTo", "part": "PartOf", "rqs": "Requisite"}
+    kinds = {
+        "req": "Requires",
+        "bind": "BindsTo",
+        "part": "PartOf",
+        "rqs": "Requisite",
+        "spf": "StopPropagatedFrom",
+    }
     for name, kind in kinds.items():
         host.vendor_unit(
             f"s9-{name}.service", f"[Unit]\n{kind}=s9-lib.service\nAfter=s9-lib.service\n" + SLEEPER
