@@ -169,15 +169,18 @@ def test_remove_keeps_masks_and_purge_removes_config(sb: Sandbox) -> None:
     kept.parent.mkdir(parents=True)
     kept.write_text("[Service]\nExecStart=/bin/true\n")
     sb.path("/var/lib/masktool/displaced/20261125T000000.000000Z").mkdir()
-    sb.path("/var/lib/masktool/ledger").write_text("x")
+    sb.path("/var/lib/masktool/other").write_text("x")
+    ledger = sb.path("/var/lib/masktool/ledger.json")
+    assert ledger.is_file()  # masktool's record of what it did
     res = sb.run(["dpkg", "--purge", "masktool"])
     assert not sb.path("/etc/masktool").exists()
     assert kept.read_text() == "[Service]\nExecStart=/bin/true\n"
-    assert not sb.path("/var/lib/masktool/ledger").exists()
+    assert ledger.is_file()  # it says where the kept file came from
+    assert not sb.path("/var/lib/masktool/other").exists()
     assert not sb.path("/var/lib/masktool/displaced/20261125T000000.000000Z").exists()
     assert "kept /var/lib/masktool/displaced" in res.stderr
     assert sb.show("pkg-telnetd.service", "LoadState")["LoadState"] == "masked"
-    # With nothing displaced, purge leaves nothing behind.
+    # With nothing displaced, purge leaves nothing behind, the ledger included.
     sb.run(["rm", "-r", "/var/lib/masktool/displaced/20261126T000000.000000Z"])
     sb.run(["sh", "-c", f"dpkg -i {DEB} && dpkg --purge masktool"])
     assert not sb.path("/var/lib/masktool").exists()
