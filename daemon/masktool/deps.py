@@ -173,16 +173,21 @@ class _Unread:
     about. `order` is its place in the search path, which dependents come in. (A plain class:
     a dataclass costs a third of a millisecond to define, in every run.)"""
 
-    __slots__ = ("order", "path", "texts", "unit", "words")
+    __slots__ = ("order", "sources", "texts", "unit", "words")
 
     def __init__(
-        self, order: int, unit: str, path: str, texts: tuple[str | None, ...], words: frozenset[str]
+        self,
+        order: int,
+        unit: str,
+        texts: tuple[str | None, ...],
+        words: frozenset[str],
+        sources: tuple[str, ...],
     ) -> None:
         self.order = order
         self.unit = unit
-        self.path = path
         self.texts = texts
         self.words = words
+        self.sources = sources  # the file of each text: the unit file, then its drop-ins
 
 
 class DependencyIndex:
@@ -294,19 +299,25 @@ class DependencyIndex:
         for unit, (path, text) in fragments.items():
             if not path:
                 continue
-            texts = (text, *(_read_unit_file(p) for p in dropins.get(unit, [])))
+            sources = (path, *dropins.get(unit, []))
+            texts = (text, *(_read_unit_file(p) for p in sources[1:]))
             if unit_type(unit) in _ACTIVATORS:
-                self._parsed(order, unit, path, texts)
+                self._parsed(order, unit, texts, sources)
             else:
-                self._unread.append(_Unread(order, unit, path, texts, _words(texts)))
+                self._unread.append(_Unread(order, unit, texts, _words(texts), sources))
             order += 1
 
-    def _parsed(self, order: int, unit: str, path: str, texts: Iterable[str | None]) -> None:
-        settings = _settings(texts)
-        for kind in (*HARD, *SOFT):
-            for target in settings.get(f"Unit.{kind}", []):
-                self._add(order, unit, kind, target, path)
-        self._triggers(order, unit, settings, path)
+    def _parsed(
+        self, order: int, unit: str, texts: tuple[str | None, ...], sources: tuple[str, ...]
+    ) -> None:
+        # Each dependency is credited to the file that states it (a drop-in's, to the
+        # drop-in): dependency lists only add up, so the files can be read one by one.
+        for source, text in zip(sources, texts, strict=True):
+            one = _settings((text,))
+            for kind in (*HARD, *SOFT):
+                for target in one.get(f"Unit.{kind}", []):
+                    self._add(order, unit, kind, target, source)
+        self._triggers(order, unit, _settings(texts), sources[0])
 
     def _triggers(self, order: int, unit: str, settings: dict[str, list[str]], path: str) -> None:
         t = unit_type(unit)
@@ -334,7 +345,7 @@ class DependencyIndex:
             if u.words.isdisjoint(new):
                 unread.append(u)
             else:
-                self._parsed(u.order, u.unit, u.path, u.texts)
+                self._parsed(u.order, u.unit, u.texts, u.sources)
         self._unread = unread
 
     def dependents(self, unit: str) -> list[Dependency]:
@@ -344,7 +355,7 @@ class DependencyIndex:
             # Not announced with want(): parse all that is left rather than pass over every
             # file again for each name asked alone.
             for u in self._unread:
-                self._parsed(u.order, u.unit, u.path, u.texts)
+                self._parsed(u.order, u.unit, u.texts, u.sources)
             self._unread = []
         found = self._by_target.get(unit, [])
         # Files parsed later for another name may have come before: the search path's order.

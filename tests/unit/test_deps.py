@@ -7,6 +7,8 @@ from pathlib import Path
 
 from masktool.deps import DependencyIndex
 
+ETC = "etc/systemd/system"
+
 
 def _w(root: Path, rel: str, text: str) -> None:
     p = root / rel.lstrip("/")
@@ -54,6 +56,11 @@ def test_unit_file_settings_dirs_dropins_and_activators(tmp_path: Path) -> None:
     assert not idx.enabled("lib.service")  # its link is in /usr: static, not enabled
     hard = [d for d in idx.dependents("lib.service") if d.hard]
     assert {d.kind for d in hard} == {"Requires", "BindsTo"}
+    # Each credited to the file that states it (found by a hostile review: a drop-in's
+    # BindsTo= was shown as the vendor file's).
+    sources = {(d.dependent, d.kind): d.source for d in hard}
+    assert sources[("app.service", "BindsTo")] == f"{tmp_path}/{ETC}/app.service.d/x.conf"
+    assert sources[("app.service", "Requires")] == f"{tmp_path}{usr}/app.service"
 
 
 def test_a_masked_activator_still_names_the_unit_it_starts(tmp_path: Path) -> None:
