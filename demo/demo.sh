@@ -96,3 +96,10 @@ run masktool check --root /srv/rescue
 run masktool apply --root /srv/rescue
 step "masktool check: compliant, exit 0"
 run masktool check
+
+step "Undo: masktool release removes exactly the masks masktool wrote (never an admin's)"
+echo "# refused while the daemon enforces them:"
+run masktool release demo-telnetd.service
+run systemctl stop masktool.service
+run masktool release
+run systemctl list-unit-files --no-legend 'demo-*'
