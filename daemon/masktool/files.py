@@ -500,6 +500,26 @@ def _copy_and_remove(tree: Tree, m: _Move, src: int | None) -> str:
     return note
 
 
+def _copy_xattrs(src: int, dst: int) -> str:
+    """Copy every extended attribute of `src` to `dst`; says which the kernel would not set
+    (security.* and trusted.* need capabilities the hardened daemon lacks)."""
+    try:
+        names = os.listxattr(src)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return ""
+        raise
+    lost = []
+    for name in names:
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name))
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            lost.append(name)
+    return f"extended attributes not kept: {', '.join(lost)}" if lost else ""
+
+
 def _copy_regular(src: int, ddir: int, tmp: str, st: os.stat_result) -> str:
     out = os.open(
         tmp,
@@ -516,8 +536,11 @@ def _copy_regular(src: int, ddir: int, tmp: str, st: os.stat_result) -> str:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(out, view) :]
+        # Extended attributes (ACLs, a security label, user.*) before the owner: setting an
+        # ACL on a file root no longer owns needs CAP_FOWNER, which the daemon has not.
+        lost = _copy_xattrs(src, out)
         # The owner first: chown() clears set-user-ID and set-group-ID bits.
-        note = _keep_owner_and_times(tmp, ddir, st, out)
+        note = "; ".join(n for n in (_keep_owner_and_times(tmp, ddir, st, out), lost) if n)
         os.fchmod(out, stat.S_IMODE(st.st_mode))
         os.fsync(out)
     finally:

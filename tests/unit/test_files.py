@@ -17,6 +17,7 @@ from masktool.files import (
     ReplacedError,
     _unlink_same,
     displace,
+    put_back,
     remove_mask,
     write_mask,
 )
@@ -143,6 +144,19 @@ def test_displace_keeps_content_mode_owner_times(tree: Tree) -> None:
     assert st.st_mtime_ns == 1_100_000_000_123_456_789
     assert not os.path.lexists(path)
     assert os.listdir(copy.parent) == ["a.service"]
+
+
+def test_displace_and_put_back_keep_extended_attributes(tree: Tree) -> None:
+    """ACLs and security labels are extended attributes: an admin's file keeps them both
+    ways (user.* stands for them here: the only kind a test may set without privileges on
+    every file system)."""
+    path = etc(tree, "x.service")
+    path.write_text("[Service]\nExecStart=/bin/true\n")
+    os.setxattr(path, "user.masktool-test", b"kept")
+    moved = displace(tree, ETC_SEARCH_DIR, "x.service", "STAMP")
+    assert os.getxattr(tree.host(moved.copy), "user.masktool-test") == b"kept"
+    put_back(tree, moved.copy, "/etc/systemd/system/x.service")
+    assert os.getxattr(path, "user.masktool-test") == b"kept"
 
 
 def test_displace_keeps_links_as_links(tree: Tree) -> None:
