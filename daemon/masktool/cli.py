@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masktool import __version__
 from masktool.backend import Change
@@ -25,7 +25,7 @@ from masktool.lock import LockError, apply_lock
 from masktool.metrics import TEXTFILE_DIR, TEXTFILE_NAME, default_path
 from masktool.observe import UnitObservation, UnitTree, observe
 from masktool.plan import Plan
-from masktool.policy import Draft, Policy, PolicyError, load_policy
+from masktool.policy import Draft, Policy, PolicyError, load_policy, same_rules
 from masktool.release import Released
 from masktool.report import (
     check_text,
@@ -38,6 +38,9 @@ from masktool.report import (
 from masktool.systemd_bus import Systemd, SystemdError
 from masktool.tree import Tree, shown
 from masktool.units import is_template, template_of, unit_name_error
+
+if TYPE_CHECKING:
+    from masktool.lastgood import Saved
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
@@ -56,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"masktool {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def root_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--root",
+            metavar="DIR",
+            help="work on the unbooted tree at DIR instead of the running system",
+        )
+
     def common(p: argparse.ArgumentParser, root: bool = True, js: bool = True) -> None:
         p.add_argument(
             "--policy",
@@ -66,11 +76,7 @@ def _parser() -> argparse.ArgumentParser:
             "/etc/masktool/policy.yaml and /etc/masktool/policy.d/*.yaml",
         )
         if root:
-            p.add_argument(
-                "--root",
-                metavar="DIR",
-                help="work on the unbooted tree at DIR instead of the running system",
-            )
+            root_option(p)
         if js:
             p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -129,11 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         "files it moved aside back; refuses units the running daemon still enforces",
     )
     rel.add_argument("units", nargs="*", metavar="UNIT", help="only these units (default: all)")
-    rel.add_argument(
-        "--root",
-        metavar="DIR",
-        help="work on the unbooted tree at DIR instead of the running system",
-    )
+    root_option(rel)
     d = sub.add_parser("daemon", help="enforce continuously (see masktool.service)")
     common(d, root=False, js=False)
     d.add_argument(
@@ -381,18 +383,18 @@ def _enforced(systemd: Systemd) -> tuple[dict[str, str], dict[str, str]]:
     rules reach (an alias rule masks the unit it names); and the same for the rules that mask
     their unit's activators too (with_triggers). Release refuses them. An auditing daemon
     masks nothing."""
-    from masktool import lastgood
     from masktool.journal import edit_advice
+    from masktool.lastgood import LastGoodError
 
-    if systemd.main_pid(SERVICE) == 0:
-        return {}, {}
     try:
-        saved = lastgood.load(lastgood.state_path())
-    except lastgood.LastGoodError as e:
+        running, saved = _daemons_copy(systemd)
+    except LastGoodError as e:
         raise UsageError(
             f"{SERVICE} runs, and the policy it enforces cannot be read ({e}): stop it first "
             "(systemctl stop masktool)"
         ) from e
+    if not running:
+        return {}, {}
     if saved is None:
         raise UsageError(
             f"{SERVICE} runs, and the policy it enforces is not on disk: stop it first "
@@ -416,18 +418,26 @@ def _enforced(systemd: Systemd) -> tuple[dict[str, str], dict[str, str]]:
 def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
     """Whether the running daemon enforces these policy files, from the copy of the policy in
     force it keeps on disk; None when no daemon runs or the copy cannot be read (not root)."""
-    from masktool import lastgood
+    from masktool.lastgood import LastGoodError
 
-    if systemd.main_pid(SERVICE) == 0:
-        return None
     try:
-        saved = lastgood.load(lastgood.state_path())
-    except lastgood.LastGoodError:
+        _, saved = _daemons_copy(systemd)
+    except LastGoodError:
         return None
     if saved is None:
         return None
-    same = (saved.policy.mode, saved.policy.rules) == (policy.mode, policy.rules)
+    same = same_rules(saved.policy, policy)
     return {"running": True, "policy_is_the_files": same, "loaded_at": saved.saved_at}
+
+
+def _daemons_copy(systemd: Systemd) -> tuple[bool, Saved | None]:
+    """Whether masktool.service runs, and then the copy of the policy in force it keeps on
+    disk (None when there is none). LastGoodError when the copy cannot be read."""
+    from masktool import lastgood
+
+    if systemd.main_pid(SERVICE) == 0:
+        return False, None
+    return True, lastgood.load(lastgood.state_path())
 
 
 def _running_daemon(systemd: Systemd, deadline: float) -> int:

@@ -61,6 +61,7 @@ from masktool.policy import (
     Rule,
     load_policy,
     same_but_lines,
+    same_rules,
 )
 from masktool.sentry import Sentry, SentryGone
 from masktool.systemd_bus import Systemd, SystemdError
@@ -364,19 +365,24 @@ class Daemon:
 
     # -- policy ------------------------------------------------------------------------------
 
+    def _read_files(self) -> tuple[Policy | None, list[tuple[str, str]]]:
+        """The policy the files say, or why they cannot be used."""
+        try:
+            return load_policy(self.cfg.policy_args, "/"), []
+        except PolicyError as e:
+            return None, list(e.problems)
+        except Exception as e:  # noqa: BLE001
+            # Nothing on disk may end the daemon: whatever reading the files raised (a flaw of
+            # masktool's own, even) rejects them, in full in the journal, and enforcing goes on.
+            why = f"cannot be read ({type(e).__name__}: {e}); please report this"
+            return None, [("policy", why)]
+
     def _load_policy(self) -> bool:
         """Read the policy files; on success enforce them and keep a copy on disk. On any
         failure keep what is in force; at start, with nothing in force, the saved copy.
         Returns whether the policy in force changed."""
-        try:
-            new = load_policy(self.cfg.policy_args, "/")
-        except PolicyError as e:
-            problems = e.problems
-        except Exception as e:  # noqa: BLE001
-            # Nothing on disk may end the daemon: whatever reading the files raised (a flaw of
-            # masktool's own, even) rejects them, in full in the journal, and enforcing goes on.
-            problems = [("policy", f"cannot be read ({type(e).__name__}: {e}); please report this")]
-        else:
+        new, problems = self._read_files()
+        if new is not None:
             self._problems = []
             self._unapplied = ""
             self._accept(new, "files")
@@ -410,17 +416,10 @@ class Daemon:
     def _look_at_files(self) -> None:
         """After a change to the policy files: read them and say whether they differ from the
         policy in force. Nothing is enforced from them until a reload."""
-        try:
-            new: Policy | None = load_policy(self.cfg.policy_args, "/")
-            problems: list[tuple[str, str]] = []
-        except PolicyError as e:
-            new, problems = None, e.problems
-        except Exception as e:  # noqa: BLE001
-            # As in _load_policy: nothing on disk may end the daemon.
-            new, problems = None, [("policy", f"cannot be read ({type(e).__name__}: {e})")]
+        new, problems = self._read_files()
         pol = self.policy
         said = (self._unapplied, self._rejected, self._policy_source)
-        if new is not None and pol is not None and (new.mode, new.rules) == (pol.mode, pol.rules):
+        if new is not None and pol is not None and same_rules(new, pol):
             # The files say what is in force (an edit undone, say): nothing waits, and a
             # rejection of an earlier reload no longer stands.
             unapplied = ""
@@ -481,7 +480,7 @@ class Daemon:
             self._rejected = ""
         self._policy_source = source
         old, self.policy = self.policy, new
-        if old is not None and (old.mode, old.rules) == (new.mode, new.rules):
+        if old is not None and same_rules(old, new):
             # The same rules (a configuration tool reloads after every run): what was
             # journaled stays journaled, and a failing unit keeps its back-off.
             return

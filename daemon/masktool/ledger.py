@@ -14,12 +14,10 @@ apply and by the daemon.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import stat
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 
 from masktool.backend import Change
 from masktool.files import DISPLACED_DIR
-from masktool.lock import LockError
+from masktool.lock import tree_lock as _tree_lock
 from masktool.tree import Tree
 from masktool.units import ETC_DIR, RUN_DIR, unit_name_error
 
@@ -335,28 +333,7 @@ def acted_before(tree: Tree, loaded: Ledger | None = None) -> set[str]:
     return {m.unit for m in led.masks.values()} | set(led.unmasked)
 
 
-@contextlib.contextmanager
-def tree_lock(tree: Tree, timeout: float = 120.0) -> Iterator[None]:
+def tree_lock(tree: Tree) -> contextlib.AbstractContextManager[None]:
     """One apply or release at a time on a tree given with --root (the running system has
-    /run/masktool/apply.lock): the lock file is masktool's own, inside the tree."""
-    directory, _ = os.path.split(LEDGER)
-    with tree.dir(directory, create=True) as dfd:
-        fd = os.open(
-            ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockError(
-                        f"another masktool holds {tree.shown(directory)}/.lock for over "
-                        f"{timeout:.0f}s; try again later"
-                    ) from None
-                time.sleep(0.01)
-        yield
-    finally:
-        os.close(fd)
+    /run/masktool/apply.lock): the lock file is beside the ledger, inside the tree."""
+    return _tree_lock(tree, os.path.split(LEDGER)[0])

@@ -871,6 +871,11 @@ def load_policy(
     return merge(reader.contents)
 
 
+def same_rules(a: Policy, b: Policy) -> bool:
+    """Whether two policies enforce the same, each rule from the same file:line."""
+    return (a.mode, a.rules) == (b.mode, b.rules)
+
+
 def same_but_lines(a: Policy, b: Policy) -> bool:
     """Whether two policies differ at most in the line numbers of their rules (a comment
     added above them, say): the same rules, from the same files."""
