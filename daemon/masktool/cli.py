@@ -417,13 +417,14 @@ def _enforced(systemd: Systemd) -> tuple[dict[str, str], dict[str, str]]:
 
 def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
     """Whether the running daemon enforces these policy files, from the copy of the policy in
-    force it keeps on disk; None when no daemon runs or the copy cannot be read (not root)."""
+    force it keeps on disk; None when no daemon runs. When the copy cannot be read (not root,
+    say) the answer is unknown, and says why, rather than silently absent."""
     from masktool.lastgood import LastGoodError
 
     try:
         _, saved = _daemons_copy(systemd)
-    except LastGoodError:
-        return None
+    except LastGoodError as e:
+        return {"running": True, "policy_is_the_files": None, "unknown": str(e)}
     if saved is None:
         return None
     same = same_rules(saved.policy, policy)
@@ -531,7 +532,12 @@ def _dispatch(
             daemon = _daemon_policy(policy, systemd)
             if daemon is not None:
                 doc["daemon"] = daemon
-                if not daemon["policy_is_the_files"]:
+                if daemon["policy_is_the_files"] is None:
+                    text += (
+                        f"\nnote: cannot tell whether {SERVICE} enforces these policy files: "
+                        f"{daemon['unknown']} (run as root to know)"
+                    )
+                elif not daemon["policy_is_the_files"]:
                     text += (
                         f"\nnote: {SERVICE} enforces the policy it loaded at "
                         f"{daemon['loaded_at']}; the policy files differ from it (changed, or "

@@ -373,7 +373,7 @@ class Displaced:
     """Where a displaced file was moved."""
 
     copy: str  # where the copy is, inside the tree
-    note: str = ""  # what could not be kept (the owner, when masktool lacks CAP_CHOWN)
+    note: str = ""  # what could not be kept (the owner without CAP_CHOWN, hard links)
 
 
 def _fsync_dir(dfd: int) -> None:
@@ -448,6 +448,15 @@ def displace(tree: Tree, d: SearchDir, unit: str, stamp: str) -> Displaced:
                 else:
                     with _read_lease(sfd, unit, st, where) as src:
                         note = _copy_and_remove(tree, move, src)
+                    if st.st_nlink > 1:
+                        # A copy cannot stay one file with the other names (they may be on
+                        # another file system): say so, rather than break the link unseen.
+                        n = st.st_nlink - 1
+                        linked = (
+                            f"it had {n} other hard link{'s' if n > 1 else ''} (inode "
+                            f"{st.st_ino}), which keep the old file; the copy is a new one"
+                        )
+                        note = f"{note}; {linked}" if note else linked
             except BaseException:
                 # A directory per apply, left empty by a failure, only clutters.
                 with suppress(OSError):

@@ -3,6 +3,7 @@ install it, enforcing /etc/masktool/policy.yaml."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -217,6 +218,27 @@ def test_a_saved_policy_is_enforced_only_on_reload(daemon: Host) -> None:
     finally:
         write_policy(daemon, policy_text())
         daemon.systemctl("unmask", "dz-new.service")
+
+
+def test_check_not_as_root_says_it_cannot_tell_what_the_daemon_enforces(daemon: Host) -> None:
+    """The saved copy of the policy in force is root's (0600): a non-root check printed no
+    pending note at all, as if the files were in force."""
+    write_policy(daemon, policy_text("  - dz-new.service\n"), reload=False)
+    try:
+        wait_until("the change noticed", lambda: UNAPPLIED in status(daemon))
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        res = daemon.sb.run([*as_nobody, daemon.masktool, "check"], check=False)
+        assert res.returncode in (0, 1), res.stderr
+        assert "note: cannot tell whether masktool.service enforces these policy files" in (
+            res.stdout
+        ), res.stdout + res.stderr
+        assert "Permission denied (run as root to know)" in res.stdout, res.stdout
+        res = daemon.sb.run([*as_nobody, daemon.masktool, "check", "--json"], check=False)
+        doc = json.loads(res.stdout)["daemon"]
+        assert doc["running"] is True and doc["policy_is_the_files"] is None, doc
+        assert "Permission denied" in doc["unknown"], doc
+    finally:
+        write_policy(daemon, policy_text())
 
 
 def test_a_comment_added_is_told_apart_from_a_change(daemon: Host) -> None:

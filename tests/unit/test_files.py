@@ -159,6 +159,23 @@ def test_displace_and_put_back_keep_extended_attributes(tree: Tree) -> None:
     assert os.getxattr(path, "user.masktool-test") == b"kept"
 
 
+def test_displace_says_a_hard_linked_file_is_copied_apart(tree: Tree) -> None:
+    """A copy cannot stay one file with the unit's other names: the move's note says so, and
+    the other name keeps the admin's file untouched."""
+    path = etc(tree, "h.service")
+    path.write_text("[Service]\nExecStart=/bin/true\n")
+    other = Path(tree.host("/etc/h-kept.service"))
+    os.link(path, other)
+    ino = path.stat().st_ino
+    moved = displace(tree, ETC_SEARCH_DIR, "h.service", "STAMP")
+    assert moved.note == (
+        f"it had 1 other hard link (inode {ino}), which keep the old file; the copy is a new one"
+    )
+    assert other.read_text() == "[Service]\nExecStart=/bin/true\n"
+    assert other.stat().st_nlink == 1
+    assert Path(tree.host(moved.copy)).read_text() == other.read_text()
+
+
 def test_displace_keeps_links_as_links(tree: Tree) -> None:
     path = etc(tree, "a.service")
     path.symlink_to("/nowhere/a.service")
