@@ -66,6 +66,8 @@ def _fields(kind: str, u: UnitPlan, message: str, **extra: str) -> dict[str, str
     }
     if u.rule.via:
         f["MASKTOOL_BUNDLE"] = " > ".join(u.rule.via)
+    if u.rule.ref:
+        f["MASKTOOL_REF"] = u.rule.ref
     f["MASKTOOL_EDIT"] = edit_advice(u.rule, u.obs.unit)
     f.update(extra)
     return f
@@ -223,6 +225,8 @@ def rule_error_entry(r: Rule, message: str) -> dict[str, str]:
     )
     if r.via:
         f["MASKTOOL_BUNDLE"] = " > ".join(r.via)
+    if r.ref:
+        f["MASKTOOL_REF"] = r.ref
     return f
 
 

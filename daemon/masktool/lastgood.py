@@ -120,6 +120,7 @@ def _read_rule(obj: Any, where: str) -> Rule:
         via=tuple(via),
         # Not in copies saved before it was: a rule read from such a copy names no include.
         included_at=_get(obj, "included_at", str, where) if "included_at" in obj else "",
+        ref=_get(obj, "ref", str, where) if "ref" in obj else "",
     )
 
 

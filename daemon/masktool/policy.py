@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -70,6 +71,8 @@ class Rule:
     # For a rule from an include: where the top-level file includes the chain ("file:line"),
     # the file a site changes to exempt it.
     included_at: str = ""
+    # The ComplianceAsCode rule that checks this one, for auditors ("" = none given).
+    ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,16 @@ class _Reader:
             return []
         return list(node.value)
 
+    def ref(self, node: yaml.Node) -> str | None:
+        text = self.string(node, "ref")
+        if text is None:
+            return None
+        problem = ref_error(text)
+        if problem:
+            self.error(node, problem)
+            return None
+        return text
+
     def unit(self, node: yaml.Node) -> str | None:
         name = self.string(node, "unit")
         if name is None:
@@ -237,11 +250,28 @@ class _FileContent:
 # both are the safe loader and keep marks for file:line.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+REF_PREFIX = "xccdf_org.ssgproject.content_rule_"
+_REF_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def ref_error(text: str) -> str | None:
+    """Why `text` is not a ComplianceAsCode rule id (None when it is one)."""
+    rest = text.removeprefix(REF_PREFIX)
+    if rest != text and _REF_ID.fullmatch(rest):
+        return None
+    if _REF_ID.fullmatch(text):
+        return f"'ref' takes the full rule id: write '{REF_PREFIX}{text}'"
+    return (
+        f"'ref' must be a ComplianceAsCode rule id such as '{REF_PREFIX}service_kdump_disabled'"
+        f", not '{text}'"
+    )
+
+
 TOP_KEYS = ("version", "mode", "include", "mask", "unmask", "exempt")
 EXEMPT_KEYS = ("unit", "reason")
 RULE_KEYS: dict[Action, tuple[str, ...]] = {
-    "mask": ("unit", "reason", "stop", "runtime", "force", "with_triggers"),
-    "unmask": ("unit", "reason", "enable"),
+    "mask": ("unit", "reason", "ref", "stop", "runtime", "force", "with_triggers"),
+    "unmask": ("unit", "reason", "ref", "enable"),
 }
 
 
@@ -359,6 +389,11 @@ def _parse_rule(
         s = r.string(fields["reason"][1], "reason")
         ok = ok and s is not None
         reason = s or ""
+    ref = ""
+    if "ref" in fields:
+        ref_or_none = r.ref(fields["ref"][1])
+        ok = ok and ref_or_none is not None
+        ref = ref_or_none or ""
     if not ok or unit is None:
         return None
     return Rule(
@@ -373,6 +408,7 @@ def _parse_rule(
         with_triggers=bool(values.get("with_triggers", False)),
         via=via,
         included_at=included_at,
+        ref=ref,
     )
 
 

@@ -31,6 +31,7 @@ def rule_json(r: Rule) -> dict[str, Any]:
         "with_triggers": r.with_triggers,
         "trigger_of": r.trigger_of,
         "included_at": r.included_at,
+        "ref": r.ref,
     }
 
 
@@ -230,6 +231,8 @@ def why_text(
         lines.append(f"  {tag}: {r.action} {r.unit} at {r.source}{via}{of}")
         if r.reason:
             lines.append(f"    reason: {r.reason}")
+        if r.ref:
+            lines.append(f"    checked by: {r.ref}")
         opts = [k for k, v in (("runtime", r.runtime), ("force", r.force)) if v]
         if r.action == "mask" and not r.stop:
             opts.append("stop: false")

@@ -51,3 +51,21 @@ def test_exemption_is_honoured_and_shown_by_why(host: Host) -> None:
     assert "rule (exempted): mask kdump.service at " in why
     assert "via include ospp" in why
     assert f"exempted at {p}:4: crash dumps needed for the kernel team" in why
+
+
+def test_a_rules_ref_is_shown_by_why_check_and_the_journal(host: Host) -> None:
+    """Issue 13: a rule names the ComplianceAsCode check that proves it."""
+    ref = "xccdf_org.ssgproject.content_rule_service_b_ref_disabled"
+    host.vendor_unit("b-ref.service")
+    host.systemctl("daemon-reload")
+    p = host.policy("b-ref", f"version: 1\nmask:\n  - unit: b-ref.service\n    ref: {ref}\n")
+    try:
+        assert host.masktool_run("apply", "--policy", p).returncode == 0
+        why = host.masktool_run("why", "b-ref.service", "--policy", p).stdout
+        assert f"    checked by: {ref}\n" in why, why
+        rc, doc = host.json("check", "--policy", p)
+        assert rc == 0 and doc["units"][0]["rule"]["ref"] == ref, doc
+        entries = host.journal("MASKTOOL_UNIT=b-ref.service", "MASKTOOL_ACTION=mask")
+        assert entries and entries[-1]["MASKTOOL_REF"] == ref, entries
+    finally:
+        host.systemctl("unmask", "b-ref.service")

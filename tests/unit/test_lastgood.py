@@ -16,7 +16,8 @@ def _policy(tmp_path: Path) -> Path:
     p = tmp_path / "policy.yaml"
     p.write_text(
         "version: 1\nmode: enforce\ninclude: [stig-rhel9]\nmask:\n  - unit: a.service\n"
-        "    reason: why\n    with_triggers: true\n  - b@.service\n  - unit: c.service\n"
+        "    reason: why\n    ref: xccdf_org.ssgproject.content_rule_service_a_disabled\n"
+        "    with_triggers: true\n  - b@.service\n  - unit: c.service\n"
         "    runtime: true\nunmask:\n  - unit: d.service\n    enable: true\nexempt:\n"
         "  - unit: kdump.service\n    reason: needed\n"
     )
@@ -30,9 +31,24 @@ def test_a_saved_policy_reads_back_equal(tmp_path: Path) -> None:
     saved = lastgood.load(path)
     assert saved is not None
     assert saved.policy == pol
+    refs = {r.unit: r.ref for r in saved.policy.rules}
+    assert refs["a.service"] == "xccdf_org.ssgproject.content_rule_service_a_disabled"
     assert saved.saved_at == when
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert not Path(path + ".new").exists()
+
+
+def test_a_copy_saved_before_refs_reads_with_none(tmp_path: Path) -> None:
+    pol = load_policy([str(_policy(tmp_path))])
+    path = tmp_path / "state.json"
+    lastgood.save(pol, str(path))
+    doc = json.loads(path.read_text())
+    for r in doc["rules"] + doc["all_rules"]:
+        del r["ref"]
+    path.write_text(json.dumps(doc))
+    saved = lastgood.load(str(path))
+    assert saved is not None
+    assert {r.ref for r in saved.policy.rules} == {""}
 
 
 def test_no_copy_is_none(tmp_path: Path) -> None:
