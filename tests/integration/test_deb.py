@@ -55,6 +55,8 @@ def test_install_runs_hardened_daemon_and_enforces_a_dropped_in_policy(sb: Sandb
     # The shipped policy enforces nothing; bundles are where the docs say.
     assert sb.run(["masktool", "validate"]).returncode == 0
     assert sb.path("/usr/share/masktool/policies/stig-rhel9.yaml").is_file()
+    # Where the shipped policy.yaml's first line points editors.
+    assert sb.path("/usr/share/masktool/policies/policy.schema.json").is_file()
     assert sb.path("/usr/share/man/man8/masktool.8.gz").is_file()
     assert sb.path("/usr/share/man/man5/masktool-policy.5.gz").is_file()
     assert (
