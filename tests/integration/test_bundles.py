@@ -28,9 +28,11 @@ def test_bundle_applies_by_name(host: Host, bundle: str) -> None:
     units = doc["after"]["units"]
     text = yaml.safe_load((POLICIES / f"{bundle}.yaml").read_text())
     assert len(units) == len(text["mask"])
+    refs = {r["unit"]: r.get("ref", "") for r in text["mask"]}
     for u in units:
         assert u["rule"]["via"] == [bundle]
         assert u["rule"]["reason"], u["unit"]
+        assert u["rule"]["ref"] == refs[u["unit"]]
         assert u["load_state"] == "masked", u
         assert os.readlink(host.etc(u["unit"])) == "/dev/null"
     assert any(not u["installed"] for u in units)  # pre-masked before any package ships it
