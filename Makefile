@@ -16,8 +16,12 @@ RPM_BUILD := $(CURDIR)/build/rpm
 # Written once, in the package; the .deb's changelog and the spec get it at build time.
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' daemon/masktool/__init__.py)
 STAMP := $(VENV)/.installed
+# promtool, for testing the alerting rules: only the binary, unpacked from Debian's prometheus
+# package (installing the package would start a Prometheus server on this machine).
+TOOLS := $(CURDIR)/build/tools
+PROMTOOL := $(TOOLS)/usr/bin/promtool
 
-.PHONY: all deps system-deps packaging-deps venv lint typecheck unit integration test demo bench fuzz deb srpm clean
+.PHONY: all deps system-deps packaging-deps tools venv lint typecheck unit integration test demo bench fuzz deb srpm clean
 
 all: test
 
@@ -39,6 +43,15 @@ system-deps:
 packaging-deps:
 	$(call apt_install,$(DEB_PACKAGES))
 
+$(PROMTOOL):
+	mkdir -p $(TOOLS)/deb
+	cd $(TOOLS)/deb && { apt-get download -qq prometheus || { apt-get update -qq && apt-get download -qq prometheus; }; }
+	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/unpacked
+	install -D -m 0755 $(TOOLS)/unpacked/usr/bin/promtool $@
+	rm -rf $(TOOLS)/deb $(TOOLS)/unpacked
+
+tools: $(PROMTOOL)
+
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
@@ -58,11 +71,11 @@ unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 # Boots a throwaway systemd in namespaces (root only); with CI set a skip fails the run.
-integration: venv packaging-deps
-	$(VENV)/bin/pytest -q tests/integration
+integration: venv packaging-deps tools
+	MASKTOOL_PROMTOOL=$(PROMTOOL) $(VENV)/bin/pytest -q tests/integration
 
-test: lint typecheck packaging-deps
-	$(VENV)/bin/pytest -q tests
+test: lint typecheck packaging-deps tools
+	MASKTOOL_PROMTOOL=$(PROMTOOL) $(VENV)/bin/pytest -q tests
 
 demo: venv
 	$(VENV)/bin/python tests/sandbox.py --with-service $(VENV) -- bash $(CURDIR)/demo/demo.sh $(VENV)
