@@ -10,7 +10,7 @@ APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev python3-venv systemd d
 # Building the .deb, and what it depends on (installed here so the package test can install it
 # into a sandboxed systemd, which sees the host's /usr).
 DEB_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-hatchling \
-	python3-pystemd python3-systemd python3-watchdog python3-yaml rpm
+	python3-pystemd python3-systemd python3-watchdog python3-yaml python3-jinja2 rpm
 DEB_BUILD := $(CURDIR)/build/deb
 RPM_BUILD := $(CURDIR)/build/rpm
 # Written once, in the package; the .deb's changelog and the spec get it at build time.

@@ -110,6 +110,25 @@ def _parser() -> argparse.ArgumentParser:
     why = sub.add_parser("why", help="which rule covers UNIT, and what the host says about it")
     why.add_argument("unit", metavar="UNIT")
     common(why, js=False)
+    rep = sub.add_parser(
+        "report",
+        help="an auditor's HTML page: host, policy files and their SHA-256, every rule and what "
+        "systemd reports now, and masktool's journal since WHEN; exit 1 on drift, like check",
+    )
+    common(rep, root=False, js=False)
+    rep.add_argument(
+        "--since",
+        default="-30d",
+        metavar="WHEN",
+        help="journal from WHEN on: -30d (default), -12h, today, yesterday, 2026-11-01, "
+        "'2026-11-01 08:00' (UTC)",
+    )
+    rep.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the page to FILE (replaced whole, atomically) instead of standard output",
+    )
     rl = sub.add_parser(
         "reload",
         help="have the running daemon read the policy files and enforce them; exit 2, naming "
@@ -431,6 +450,80 @@ def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
     return {"running": True, "policy_is_the_files": same, "loaded_at": saved.saved_at}
 
 
+def _report(args: argparse.Namespace, policy: Policy, systemd: Systemd) -> int:
+    from datetime import UTC, datetime
+
+    from masktool import evidence
+    from masktool.metrics import write_atomic
+
+    now = datetime.now(UTC)
+    try:
+        since = evidence.parse_since(args.since, now)
+    except evidence.SinceError as e:
+        raise UsageError(str(e)) from e
+    if args.output is not None:
+        # Checked before anything is read: a mistyped name should cost nothing.
+        _check_output_path(args.output)
+    p = _observe_plan(policy, None, systemd, index=DependencyIndex("/"), deps_of_masked=False)
+    data = evidence.gather(
+        policy,
+        p,
+        evidence.read_events(since, now),
+        host=evidence.this_host(),
+        generated=now,
+        since=since,
+        daemon=_daemon_words(_daemon_policy(policy, systemd)),
+    )
+    page = evidence.render(data)
+    if args.output is None:
+        sys.stdout.write(page)
+    else:
+        try:
+            write_atomic(args.output, page)
+        except OSError as e:
+            raise UsageError(f"cannot write {shown(args.output)}: {e.strerror or e}") from e
+        print(
+            f"report written to {shown(args.output)}: {data.summary.verdict}, "
+            f"{data.summary.compliant} of {data.summary.units} unit(s) as the policy wants, "
+            f"{data.events.total} journal entries since {since:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    return EXIT_OK if p.compliant else EXIT_DRIFT
+
+
+def _daemon_words(daemon: dict[str, Any] | None) -> str:
+    if daemon is None:
+        return (
+            f"{SERVICE} is not running: nothing puts drift back between checks; this page "
+            "shows the host as it is now."
+        )
+    if daemon["policy_is_the_files"] is None:
+        return f"{SERVICE} runs; which policy it enforces cannot be told: {daemon['unknown']}."
+    if daemon["policy_is_the_files"]:
+        return (
+            f"{SERVICE} runs and enforces these policy files (loaded at "
+            f"{daemon['loaded_at']}); drift is put back as it happens."
+        )
+    return (
+        f"{SERVICE} runs and enforces the policy it loaded at {daemon['loaded_at']}; the policy "
+        "files differ from it (changed since, or rejected at the last reload): the rules below "
+        "are the files', not the daemon's."
+    )
+
+
+def _check_output_path(path: str) -> None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise UsageError(f"-o {shown(path)}: {shown(str(parent))} is not a directory") from None
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(
+            f"-o {shown(path)}: not a regular file; masktool replaces no other kind of file"
+        )
+
+
 def _daemons_copy(systemd: Systemd) -> tuple[bool, Saved | None]:
     """Whether masktool.service runs, and then the copy of the policy in force it keeps on
     disk (None when there is none). LastGoodError when the copy cannot be read."""
@@ -522,6 +615,9 @@ def _dispatch(
 ) -> int:
     if args.command == "why":
         return _why(args.unit, policy, root, systemd)
+    if args.command == "report":
+        assert systemd is not None
+        return _report(args, policy, systemd)
     index = DependencyIndex(root or "/")
     # check and plan show every unit's dependents; apply weighs them only where it may mask.
     show_all = args.command != "apply"

@@ -118,7 +118,7 @@ def result_json(res: ApplyResult) -> dict[str, Any]:
 # -- text ---------------------------------------------------------------------------------------
 
 
-def _systemd_col(u: UnitPlan, live: bool) -> str:
+def systemd_col(u: UnitPlan, live: bool) -> str:
     o = u.obs
     if not live:
         return "-"  # offline (--root): no systemd was asked
@@ -144,7 +144,7 @@ def check_text(p: Plan) -> str:
     for u in p.units:
         mark = "ok" if u.compliant else ("REFUSED" if u.refusal else "DRIFT")
         rows.append(
-            (mark, u.obs.name, u.want, u.state.value, _systemd_col(u, p.live), rule_col(u.rule))
+            (mark, u.obs.name, u.want, u.state.value, systemd_col(u, p.live), rule_col(u.rule))
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
