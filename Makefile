@@ -11,6 +11,8 @@ APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev python3-venv systemd d
 # into a sandboxed systemd, which sees the host's /usr).
 DEB_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-hatchling \
 	python3-pystemd python3-systemd python3-watchdog python3-yaml python3-jinja2 rpm
+# The report's browser test: Debian's Chromium renders the page and hands back its DOM.
+TEST_PACKAGES := chromium
 DEB_BUILD := $(CURDIR)/build/deb
 RPM_BUILD := $(CURDIR)/build/rpm
 # Written once, in the package; the .deb's changelog and the spec get it at build time.
@@ -21,7 +23,7 @@ STAMP := $(VENV)/.installed
 TOOLS := $(CURDIR)/build/tools
 PROMTOOL := $(TOOLS)/usr/bin/promtool
 
-.PHONY: all deps system-deps packaging-deps tools venv lint typecheck unit integration test demo bench fuzz deb srpm clean
+.PHONY: all deps system-deps packaging-deps test-deps tools venv lint typecheck unit integration test demo bench fuzz deb srpm clean
 
 all: test
 
@@ -52,6 +54,9 @@ $(PROMTOOL):
 
 tools: $(PROMTOOL)
 
+test-deps:
+	$(call apt_install,$(TEST_PACKAGES))
+
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
@@ -71,10 +76,10 @@ unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 # Boots a throwaway systemd in namespaces (root only); with CI set a skip fails the run.
-integration: venv packaging-deps tools
+integration: venv packaging-deps test-deps tools
 	MASKTOOL_PROMTOOL=$(PROMTOOL) $(VENV)/bin/pytest -q tests/integration
 
-test: lint typecheck packaging-deps tools
+test: lint typecheck packaging-deps test-deps tools
 	MASKTOOL_PROMTOOL=$(PROMTOOL) $(VENV)/bin/pytest -q tests
 
 demo: venv

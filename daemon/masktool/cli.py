@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_glue_since(sys.argv[1:] if argv is None else list(argv)))
     if args.command != "daemon":
         # A command runs once and exits: what the imports made lives as long as it does, so
         # the collector need not walk it again at every collection (a thousand units make
@@ -203,6 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # directory, a lock it cannot take, ...): one line naming it.
         print(f"masktool: {os_error_text(e)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _glue_since(argv: list[str]) -> list[str]:
+    """`--since -30d` as journalctl takes it: argparse would read -30d as an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--since" and arg.startswith("-"):
+            out[-1] = f"--since={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def os_error_text(e: OSError) -> str:
