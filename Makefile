@@ -12,7 +12,8 @@ APT_PACKAGES := libsystemd-dev pkg-config gcc python3-dev python3-venv systemd d
 DEB_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-hatchling \
 	python3-pystemd python3-systemd python3-watchdog python3-yaml python3-jinja2 rpm
 # The report's browser test: Debian's Chromium renders the page and hands back its DOM.
-TEST_PACKAGES := chromium
+# The bundles' proof: OpenSCAP evaluates ComplianceAsCode's published checks.
+TEST_PACKAGES := chromium openscap-scanner
 DEB_BUILD := $(CURDIR)/build/deb
 RPM_BUILD := $(CURDIR)/build/rpm
 # Written once, in the package; the .deb's changelog and the spec get it at build time.
@@ -22,6 +23,10 @@ STAMP := $(VENV)/.installed
 # package (installing the package would start a Prometheus server on this machine).
 TOOLS := $(CURDIR)/build/tools
 PROMTOOL := $(TOOLS)/usr/bin/promtool
+# ComplianceAsCode's checks (SCAP Security Guide, Debian's ssg-* packages): only the three
+# datastreams the proof reads (installed, the packages are 1.5 GB).
+SSG := $(TOOLS)/ssg
+SSG_FILES := $(SSG)/ssg-rhel9-ds.xml $(SSG)/ssg-fedora-ds.xml $(SSG)/ssg-ubuntu2204-ds.xml
 
 .PHONY: all deps system-deps packaging-deps test-deps tools venv lint typecheck unit integration test demo bench fuzz deb srpm clean
 
@@ -52,7 +57,19 @@ $(PROMTOOL):
 	install -D -m 0755 $(TOOLS)/unpacked/usr/bin/promtool $@
 	rm -rf $(TOOLS)/deb $(TOOLS)/unpacked
 
-tools: $(PROMTOOL)
+$(SSG)/.unpacked:
+	rm -rf $(SSG) && mkdir -p $(SSG)/deb
+	cd $(SSG)/deb && { apt-get download -qq ssg-nondebian ssg-debderived ssg-base || { apt-get update -qq && apt-get download -qq ssg-nondebian ssg-debderived ssg-base; }; }
+	dpkg-deb --fsys-tarfile $(SSG)/deb/ssg-nondebian_*.deb | tar -x -C $(SSG) --strip-components=7 \
+	    ./usr/share/xml/scap/ssg/content/ssg-rhel9-ds.xml ./usr/share/xml/scap/ssg/content/ssg-fedora-ds.xml
+	dpkg-deb --fsys-tarfile $(SSG)/deb/ssg-debderived_*.deb | tar -x -C $(SSG) --strip-components=7 \
+	    ./usr/share/xml/scap/ssg/content/ssg-ubuntu2204-ds.xml
+	dpkg-deb --fsys-tarfile $(SSG)/deb/ssg-base_*.deb | tar -x -O ./usr/share/doc/ssg-base/copyright > $(SSG)/copyright
+	dpkg-deb -f $(SSG)/deb/ssg-nondebian_*.deb Version > $(SSG)/version
+	rm -rf $(SSG)/deb
+	touch $@
+
+tools: $(PROMTOOL) $(SSG)/.unpacked
 
 test-deps:
 	$(call apt_install,$(TEST_PACKAGES))

@@ -15,8 +15,16 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 BUNDLES = sorted(p.stem for p in POLICIES.glob("*.yaml"))
 
 
-def test_the_four_bundles_are_shipped() -> None:
-    assert {"stig-rhel9", "cis-rhel9-l1", "cis-fedora", "ospp"} <= set(BUNDLES)
+def test_the_bundles_are_shipped() -> None:
+    assert {
+        "stig-rhel9",
+        "cis-rhel9-l1",
+        "cis-fedora",
+        "ospp",
+        "cis-debian12-l1",
+        "cis-ubuntu2204-l1",
+        "stig-ubuntu2204",
+    } <= set(BUNDLES)
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
