@@ -27,6 +27,12 @@ PROMTOOL := $(TOOLS)/usr/bin/promtool
 # datastreams the proof reads (installed, the packages are 1.5 GB).
 SSG := $(TOOLS)/ssg
 SSG_FILES := $(SSG)/ssg-rhel9-ds.xml $(SSG)/ssg-fedora-ds.xml $(SSG)/ssg-ubuntu2204-ds.xml
+# Debian packages that ship units the Debian and Ubuntu bundles mask: downloaded here (with
+# what they need that this machine lacks), installed only inside the proof's sandboxes. Not
+# nfs-kernel-server: its nfs-common runs rpc-statd, which requires rpcbind.socket, and masktool
+# rightly refuses to mask a unit a running unit requires (the bundles' comments say so).
+UNIT_PACKAGES := autofs cups-daemon rpcbind vsftpd snmpd bluez dovecot-core bind9 squid
+UNIT_DEBS := $(TOOLS)/debs
 
 .PHONY: all deps system-deps packaging-deps test-deps tools venv lint typecheck unit integration test demo bench fuzz deb srpm clean
 
@@ -69,7 +75,13 @@ $(SSG)/.unpacked:
 	rm -rf $(SSG)/deb
 	touch $@
 
-tools: $(PROMTOOL) $(SSG)/.unpacked
+$(UNIT_DEBS)/.downloaded: Makefile
+	mkdir -p $(UNIT_DEBS)/partial
+	download() { apt-get install -qq --download-only --no-install-recommends \
+	    -o Dir::Cache::Archives=$(UNIT_DEBS)/ $(UNIT_PACKAGES); }; download || { apt-get update -qq && download; }
+	touch $@
+
+tools: $(PROMTOOL) $(SSG)/.unpacked $(UNIT_DEBS)/.downloaded
 
 test-deps:
 	$(call apt_install,$(TEST_PACKAGES))
