@@ -449,14 +449,19 @@ def _daemon_policy(policy: Policy, systemd: Systemd) -> dict[str, Any] | None:
     """Whether the running daemon enforces these policy files, from the copy of the policy in
     force it keeps on disk; None when no daemon runs. When the copy cannot be read (not root,
     say) the answer is unknown, and says why, rather than silently absent."""
-    from masktool.lastgood import LastGoodError
+    from masktool.lastgood import LastGoodError, state_path
 
     try:
         _, saved = _daemons_copy(systemd)
     except LastGoodError as e:
         return {"running": True, "policy_is_the_files": None, "unknown": str(e)}
     if saved is None:
-        return None
+        # It runs, and what it enforces cannot be told: never say it does not run.
+        return {
+            "running": True,
+            "policy_is_the_files": None,
+            "unknown": f"its saved copy of the policy in force is missing ({shown(state_path())})",
+        }
     same = same_rules(saved.policy, policy)
     return {"running": True, "policy_is_the_files": same, "loaded_at": saved.saved_at}
 
@@ -472,6 +477,8 @@ def _report(args: argparse.Namespace, policy: Policy, systemd: Systemd) -> int:
         since = evidence.parse_since(args.since, now)
     except evidence.SinceError as e:
         raise UsageError(str(e)) from e
+    if args.output == "-":
+        args.output = None  # standard output, as the convention goes
     if args.output is not None:
         # Checked before anything is read: a mistyped name should cost nothing.
         _check_output_path(args.output)
@@ -496,7 +503,8 @@ def _report(args: argparse.Namespace, policy: Policy, systemd: Systemd) -> int:
         print(
             f"report written to {shown(args.output)}: {data.summary.verdict}, "
             f"{data.summary.compliant} of {data.summary.units} unit(s) as the policy wants, "
-            f"{data.events.total} journal entries since {since:%Y-%m-%d %H:%M:%S} UTC"
+            f"{data.events.total} journal entries since "
+            f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
         )
     return EXIT_OK if p.compliant else EXIT_DRIFT
 
@@ -522,6 +530,8 @@ def _daemon_words(daemon: dict[str, Any] | None) -> str:
 
 
 def _check_output_path(path: str) -> None:
+    if not path:
+        raise UsageError("-o '': give a file name, or - for standard output")
     try:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
@@ -640,9 +650,10 @@ def _dispatch(
             if daemon is not None:
                 doc["daemon"] = daemon
                 if daemon["policy_is_the_files"] is None:
+                    hint = "" if os.geteuid() == 0 else " (run as root to know)"
                     text += (
                         f"\nnote: cannot tell whether {SERVICE} enforces these policy files: "
-                        f"{daemon['unknown']} (run as root to know)"
+                        f"{daemon['unknown']}{hint}"
                     )
                 elif not daemon["policy_is_the_files"]:
                     text += (

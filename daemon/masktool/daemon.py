@@ -682,7 +682,9 @@ class Daemon:
             ]
             self.stats.reloads += res.reloads
             changed = {c.unit for c in res.changes if c.unit}
-            self.stats.fixed += len(changed)
+            # Drift put back, not every change: a reload adding rules is a rollout, and must
+            # not read as something undoing the policy (the flapping alert counts these).
+            self.stats.fixed += len(changed & restored)
             self._note_flaps(after, changed)
             failed = out.failed
             # Done when nothing is left to do; when systemd refused a change (it would likely

@@ -40,7 +40,11 @@ EVENT_KINDS = (
     "release",
 )
 DEFAULT_SINCE = "-30d"
-MAX_EVENTS = 5000  # a page an auditor can print; the count of all is given
+# A page an auditor can print: at most this many routine entries (masks made, policy loads) are
+# listed. What went wrong (errors, refusals, rejections, flaps) is always listed, and the
+# counts and latencies always cover every entry.
+MAX_EVENTS = 2000
+ALWAYS_LISTED = frozenset({"error", "policy-rejected", "refuse", "flap", "drift"})
 
 
 class SinceError(ValueError):
@@ -55,10 +59,23 @@ def parse_since(text: str, now: datetime) -> datetime:
     """WHEN as journalctl takes the common forms: -30d, -12h, -90min, today, yesterday, a date
     (2026-11-01) or a time (2026-11-01 08:00, 2026-11-01T08:00:00Z). A time with no zone is
     UTC: reports are compared across hosts."""
-    t = text.strip()
+    when = _parse_when(text.strip(), now)
+    if when > now:
+        raise SinceError(f"--since {text!r} is in the future ({when:%Y-%m-%d %H:%M:%S} UTC)")
+    # Before the journal's epoch nothing was written: from the beginning, then.
+    return max(when, EPOCH)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _parse_when(t: str, now: datetime) -> datetime:
     m = _RELATIVE.fullmatch(t)
     if m:
-        return now - timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+        try:
+            return now - timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+        except OverflowError:
+            return EPOCH
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if t == "today":
         return midnight
@@ -71,7 +88,10 @@ def parse_since(text: str, now: datetime) -> datetime:
             f"--since {t!r}: give -30d, -12h, -90min, today, yesterday, a date such as "
             "2026-11-01 or a time such as '2026-11-01 08:00' (UTC)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        return EPOCH
 
 
 @dataclass(frozen=True)
@@ -92,39 +112,103 @@ class Event:
 class Events:
     """What the journal held for the report, and what keeps it from being the whole story."""
 
-    items: tuple[Event, ...]
-    total: int  # entries found, of which `items` are the first MAX_EVENTS
+    items: tuple[Event, ...]  # listed on the page (see MAX_EVENTS)
+    total: int  # every entry found
     problem: str = ""  # why the journal could not be read (not root, say)
+    counts: tuple[tuple[str, int], ...] = ()  # every entry, by kind
+    latencies_ms: tuple[float, ...] = ()  # of every put-back, sorted
+
+    @staticmethod
+    def of(items: Iterable[Event], problem: str = "") -> Events:
+        """Events listing all of `items` (for tests and small journals)."""
+        listed = tuple(items)
+        acc = _Tally()
+        for e in listed:
+            acc.add(e)
+        return Events(listed, len(listed), problem, *acc.totals())
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.latencies: list[float] = []
+
+    def add(self, e: Event) -> None:
+        self.counts[e.kind] = self.counts.get(e.kind, 0) + 1
+        if e.kind == "restore" and e.latency_ms is not None:
+            self.latencies.append(e.latency_ms)
+
+    def totals(self) -> tuple[tuple[tuple[str, int], ...], tuple[float, ...]]:
+        return tuple(sorted(self.counts.items())), tuple(sorted(self.latencies))
+
+
+def _journal_problem() -> str:
+    """Why the system journal may be out of reach: only root and the groups journald grants
+    read it; anyone else sees their own user journal at most, which holds no masktool entry."""
+    if os.geteuid() == 0:
+        return ""
+    import grp
+
+    names = {grp.getgrgid(g).gr_name for g in os.getgroups() if _group_exists(g)}
+    if names & {"systemd-journal", "adm", "wheel"}:
+        return ""
+    return "the system journal is readable by root and groups systemd-journal and adm only"
+
+
+def _group_exists(gid: int) -> bool:
+    import grp
+
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True
 
 
 def read_events(since: datetime, until: datetime | None = None) -> Events:
-    """masktool's journal entries from `since` on, sent by root (the daemon, or the CLI run by
-    root), oldest first."""
+    """masktool's journal entries about this host from `since` on, sent by root (the daemon,
+    or the CLI run by root), oldest first. Entries of `--root` runs are about another tree (a
+    rescue mount, an image) and are left out."""
     from systemd import journal
 
+    problem = _journal_problem()
     try:
         reader = journal.Reader()
     except OSError as e:
         return Events((), 0, f"the journal cannot be opened: {e.strerror or e}")
-    items: list[Event] = []
-    total = 0
     with reader:
         reader.add_match(SYSLOG_IDENTIFIER="masktool")
         reader.add_match(_UID="0")
         reader.seek_realtime(since)
-        for entry in reader:
-            when = entry.get("__REALTIME_TIMESTAMP")
-            kind = str(entry.get("MASKTOOL_ACTION", ""))
-            if not isinstance(when, datetime) or kind not in EVENT_KINDS:
-                continue
-            if until is not None and when > until:
-                break
-            total += 1
-            if len(items) < MAX_EVENTS:
-                items.append(_event(entry, when.astimezone(UTC), kind))
-        if total == 0 and not reader.has_persistent_files() and not reader.has_runtime_files():
-            return Events((), 0, "no journal files could be read (run as root, or in group adm)")
-    return Events(tuple(items), total)
+        return collect(reader, problem, until)
+
+
+def collect(
+    entries: Iterable[Mapping[str, Any]], problem: str = "", until: datetime | None = None
+) -> Events:
+    """The report's events from journal entries, oldest first (see MAX_EVENTS)."""
+    items: list[Event] = []
+    routine = 0
+    total = 0
+    tally = _Tally()
+    for entry in entries:
+        when = entry.get("__REALTIME_TIMESTAMP")
+        kind = str(entry.get("MASKTOOL_ACTION", ""))
+        if not isinstance(when, datetime) or kind not in EVENT_KINDS:
+            continue
+        if "MASKTOOL_ROOT" in entry:
+            continue
+        if until is not None and when > until:
+            break
+        e = _event(entry, when.astimezone(UTC), kind)
+        total += 1
+        tally.add(e)
+        if kind in ALWAYS_LISTED:
+            items.append(e)
+        elif routine < MAX_EVENTS:
+            routine += 1
+            items.append(e)
+    return Events(tuple(items), total, problem, *tally.totals())
 
 
 def _event(entry: Mapping[str, Any], when: datetime, kind: str) -> Event:
@@ -273,11 +357,10 @@ def exempt_rows(
 
 
 def summarize(rows: Iterable[RuleRow], events: Events) -> tuple[Summary, dict[str, int]]:
+    """The page's summary, from every rule and every journal entry (listed or not)."""
     rows = list(rows)
-    counts: dict[str, int] = {}
-    for e in events.items:
-        counts[e.kind] = counts.get(e.kind, 0) + 1
-    latencies = sorted(e.latency_ms for e in events.items if e.kind == "restore" and e.latency_ms)
+    counts = dict(events.counts)
+    latencies = events.latencies_ms
     median = latencies[len(latencies) // 2] if latencies else None
     return (
         Summary(
@@ -373,4 +456,4 @@ def render(data: ReportData) -> str:
     )
     env.filters["utc"] = lambda d: d.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     env.filters["ms"] = lambda v: "" if v is None else f"{v:.1f} ms"
-    return env.get_template("report.html").render(r=data)
+    return env.get_template("report.html").render(r=data, max_events=MAX_EVENTS)

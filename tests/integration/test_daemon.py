@@ -208,9 +208,14 @@ def test_a_saved_policy_is_enforced_only_on_reload(daemon: Host) -> None:
         assert "the policy files differ from it" in out, out
         time.sleep(0.5)
         assert not daemon.etc("dz-new.service").exists()
+        fixed = _metric(daemon, "masktool_drift_fixed_total")
         # `systemctl reload` returns once the new policy is enforced.
         daemon.systemctl("reload", "masktool.service")
         assert masked_link(daemon, "dz-new.service")
+        # A rule rolled out is not drift put back (found by a hostile review: the flapping
+        # alert fired on every rollout).
+        wait_until("metrics rewritten", lambda: _pending_metric(daemon).endswith(" 0"))
+        assert _metric(daemon, "masktool_drift_fixed_total") == fixed
         assert daemon.show("dz-new.service")["LoadState"] == "masked"
         assert UNAPPLIED not in status(daemon)
         assert _pending_metric(daemon) == "masktool_policy_pending 0"
@@ -239,6 +244,24 @@ def test_check_not_as_root_says_it_cannot_tell_what_the_daemon_enforces(daemon: 
         assert "Permission denied" in doc["unknown"], doc
     finally:
         write_policy(daemon, policy_text())
+
+
+def test_check_never_says_a_running_daemon_does_not_run(daemon: Host) -> None:
+    """Found by a hostile review: with its saved copy gone, the daemon was reported as not
+    running."""
+    saved = daemon.sb.path("/var/lib/masktool/last-good-policy.json")
+    kept = saved.read_bytes()
+    saved.unlink()
+    try:
+        out = daemon.masktool_run("check").stdout
+        assert (
+            "note: cannot tell whether masktool.service enforces these policy files: its saved "
+            "copy of the policy in force is missing (/var/lib/masktool/last-good-policy.json)\n"
+        ) in out + "\n", out
+        assert "run as root" not in out
+    finally:
+        saved.write_bytes(kept)
+        saved.chmod(0o600)
 
 
 def test_a_comment_added_is_told_apart_from_a_change(daemon: Host) -> None:

@@ -241,6 +241,22 @@ def test_the_page_holds_no_script_and_fetches_nothing(dom: _Dom) -> None:
     assert not [(k, v) for k, v in dom.attrs if k in ("src", "href")]
 
 
+def test_not_as_root_the_page_says_the_journal_was_not_read(
+    report: tuple[Host, subprocess.CompletedProcess[str]],
+) -> None:
+    """Found by a hostile review: a user's own journal made the page look complete."""
+    host, _ = report
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    res = host.sb.run([*as_nobody, "/usr/bin/masktool", "report", "-o", "-"], check=False)
+    assert res.returncode in (0, 1), res.stderr
+    d = _Dom()
+    d.feed(res.stdout)
+    assert d.by_id["journal-problem"] == (
+        "Journal not read: the system journal is readable by root and groups systemd-journal "
+        "and adm only"
+    )
+
+
 def test_since_is_taken_as_journalctl_users_write_it(host: Host) -> None:
     res = host.masktool_run("report", "--since", "-1h", "--policy", "/dev/null/none")
     assert "--since" not in res.stderr and "expected one argument" not in res.stderr, res.stderr

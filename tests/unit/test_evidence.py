@@ -3,7 +3,7 @@ a page that shows hostile text as text."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -31,6 +31,17 @@ NOW = datetime(2026, 11, 26, 12, 30, 0, tzinfo=UTC)
 )
 def test_since_takes_what_journalctl_users_type(text: str, want: datetime) -> None:
     assert evidence.parse_since(text, NOW) == want
+
+
+def test_since_before_the_epoch_or_beyond_reckoning_means_from_the_beginning() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for text in ("1969-12-31", "0001-01-01", "-99999999d", "-9999999999d"):
+        assert evidence.parse_since(text, NOW) == epoch, text
+
+
+def test_since_in_the_future_is_refused() -> None:
+    with pytest.raises(evidence.SinceError, match="in the future"):
+        evidence.parse_since("9999-12-31", NOW)
 
 
 @pytest.mark.parametrize("text", ["30d", "last week", "", "-d", "2026-13-01"])
@@ -88,7 +99,7 @@ def _data(unit: str, reason: str, message: str) -> ReportData:
         refusal="",
         trigger_of="",
     )
-    events = Events((Event(NOW, "restore", unit, message, "unmasked", 2.5),), 1)
+    events = Events.of([Event(NOW, "restore", unit, message, "unmasked", 2.5)])
     summary, counts = evidence.summarize([row], events)
     return ReportData(
         host=Host("web<01>", "Debian", "Linux", "m", "b"),
@@ -133,14 +144,43 @@ def test_the_summary_counts_and_latencies() -> None:
         RuleRow("a", "masked", "", "", "", "", "", "masked", "", result, "", "")
         for result in ("compliant", "compliant", "drift", "refused")
     ]
-    events = Events(
-        tuple(
-            Event(NOW, kind, "a", "", latency_ms=lat)
-            for kind, lat in [("restore", 3.0), ("restore", 1.0), ("restore", 9.0), ("error", None)]
-        ),
-        4,
+    events = Events.of(
+        Event(NOW, kind, "a", "", latency_ms=lat)
+        for kind, lat in [("restore", 3.0), ("restore", 1.0), ("restore", 9.0), ("error", None)]
     )
     s, counts = evidence.summarize(rows, events)
     assert s == Summary(4, 2, 1, 1, 3, 0, 1, 3.0, 9.0)
     assert s.verdict == "not compliant"
     assert counts == {"restore": 3, "error": 1}
+
+
+def _entry(kind: str, i: int, **extra: str) -> dict[str, object]:
+    return {
+        "__REALTIME_TIMESTAMP": NOW + timedelta(seconds=i),
+        "MASKTOOL_ACTION": kind,
+        "MASKTOOL_UNIT": f"u{i}.service",
+        "MASKTOOL_LATENCY_USEC": str(1000 * (i % 7 + 1)),
+        **extra,
+    }
+
+
+def test_a_long_journal_lists_every_error_and_counts_every_entry() -> None:
+    """Found by a hostile review: past the cap, a late error and the slowest put-back were
+    missing from the page and its summary, which then said "compliant, 0 errors"."""
+    n = evidence.MAX_EVENTS + 1000
+    entries = [_entry("restore", i) for i in range(n)]
+    entries.append(_entry("error", n))
+    entries.append(_entry("restore", n + 1, MASKTOOL_LATENCY_USEC="90000000"))
+    got = evidence.collect(entries)
+    assert got.total == n + 2
+    assert len(got.items) == evidence.MAX_EVENTS + 1
+    assert got.items[-1].kind == "error"
+    summary, counts = evidence.summarize([], got)
+    assert counts == {"restore": n + 1, "error": 1}
+    assert summary.errors == 1 and summary.restores == n + 1
+    assert summary.latency_max_ms == 90000.0
+
+
+def test_entries_of_root_runs_are_about_another_tree_and_left_out() -> None:
+    got = evidence.collect([_entry("mask", 1, MASKTOOL_ROOT="/srv/img"), _entry("mask", 2)])
+    assert [e.unit for e in got.items] == ["u2.service"] and got.total == 1

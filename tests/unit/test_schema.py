@@ -245,3 +245,34 @@ def test_what_the_schema_rejects_the_parser_rejects_naming_file_and_line(doc: An
                 assert re.fullmatch(r".+:\d+", where) or where == str(path), e.problems
             return
     assert _schema_errors(doc) == [], f"masktool accepts {doc!r}; the schema does not"
+
+
+YAML_11_ONLY_BOOLEANS = [
+    "yes",
+    "Yes",
+    "YES",
+    "no",
+    "No",
+    "NO",
+    "on",
+    "On",
+    "ON",
+    "off",
+    "Off",
+    "OFF",
+]
+
+
+@pytest.mark.parametrize("word", YAML_11_ONLY_BOOLEANS)
+def test_an_editor_reading_yaml_1_2_does_not_flag_what_masktool_reads_as_a_boolean(
+    word: str, tmp_path: Path
+) -> None:
+    """Found by a hostile review: yaml-language-server reads YAML 1.2, where `stop: yes` is
+    text, and the schema flagged it; masktool (YAML 1.1) reads it as true."""
+    text = f"version: 1\nmask:\n  - unit: a.service\n    stop: {word}\n"
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    path.chmod(0o644)
+    load_policy([str(path)])
+    as_yaml_1_2 = {"version": 1, "mask": [{"unit": "a.service", "stop": word}]}
+    assert _schema_errors(as_yaml_1_2) == []
