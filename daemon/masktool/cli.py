@@ -509,6 +509,22 @@ def _report(args: argparse.Namespace, policy: Policy, systemd: Systemd) -> int:
     return EXIT_OK if p.compliant else EXIT_DRIFT
 
 
+def _refuse_beside_the_daemon(path: str, systemd: Systemd) -> None:
+    """node_exporter serves every *.prom file of its directory: a check's file beside the
+    running daemon's gives every series twice, one of them is dropped, and a fresh timestamp
+    from the check can hide a daemon that stopped."""
+    parent = Path(path).parent
+    if not parent.is_dir() or not Path(TEXTFILE_DIR).is_dir():
+        return
+    if not parent.samefile(TEXTFILE_DIR) or systemd.main_pid(SERVICE) == 0:
+        return
+    raise UsageError(
+        f"--metrics {shown(path)}: {SERVICE} runs and keeps its own metrics in "
+        f"{TEXTFILE_DIR}; a second file of the same series there would hide its own (a "
+        "stopped daemon among them). Leave out --metrics: the daemon's file is current"
+    )
+
+
 def _daemon_words(daemon: dict[str, Any] | None) -> str:
     if daemon is None:
         return (
@@ -661,6 +677,8 @@ def _dispatch(
                         f"{daemon['loaded_at']}; the policy files differ from it (changed, or "
                         "rejected at the last reload). `systemctl reload masktool` applies them"
                     )
+        if args.metrics is not None and systemd is not None:
+            _refuse_beside_the_daemon(args.metrics, systemd)
         _emit(args, doc, text)
         if args.metrics is not None:
             from masktool.metrics import render, samples, write_atomic

@@ -191,6 +191,7 @@ def test_a_restore_of_a_bundled_rule_says_to_exempt_it_in_etc(daemon: Host) -> N
         daemon.sb.path("/etc/masktool/policies/dz-site.yaml").unlink()
 
 
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 UNAPPLIED = "policy files changed, not applied: `systemctl reload masktool` applies them"
 
 
@@ -843,6 +844,18 @@ def test_watchdog_pings_keep_it_alive(daemon: Host) -> None:
         daemon.sb.path(dropin).unlink()
         daemon.systemctl("daemon-reload")
         daemon.systemctl("restart", "masktool.service")
+
+
+def test_a_check_will_not_write_metrics_beside_the_running_daemons(daemon: Host) -> None:
+    """Found by a hostile review: a cron `check --metrics` in the textfile directory doubled
+    every series, and its fresh timestamp hid a daemon that had stopped."""
+    res = daemon.masktool_run("check", "--metrics", f"{TEXTFILE_DIR}/cron.prom")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "masktool.service runs and keeps its own metrics in" in res.stderr, res.stderr
+    assert not daemon.sb.path(f"{TEXTFILE_DIR}/cron.prom").exists()
+    elsewhere = daemon.masktool_run("check", "--metrics", "/root/elsewhere.prom")
+    assert elsewhere.returncode in (0, 1), elsewhere.stderr
+    daemon.sb.path("/root/elsewhere.prom").unlink()
 
 
 def test_metrics_textfile_is_kept_up_to_date(daemon: Host) -> None:
