@@ -108,11 +108,14 @@ def apply_entries(
     mask or unmask."""
     after_by_unit = {u.obs.unit: u for u in after.units}
     done: dict[str, list[str]] = {}
-    displaced: dict[str, str] = {}
+    displaced: dict[str, dict[str, str]] = {}
     for c in result.changes:
         done.setdefault(c.unit, []).append(c.what)
         if c.displaced:
-            displaced[c.unit] = c.displaced
+            displaced[c.unit] = {"MASKTOOL_DISPLACED": c.displaced}
+            if c.note:
+                # What the copy could not keep: the journal is where an admin looks for it.
+                displaced[c.unit]["MASKTOOL_DISPLACED_NOTE"] = c.note
     failed = {unit for unit, _ in result.errors if unit}
     entries: list[dict[str, str]] = []
     extra: dict[str, str] = {}
@@ -157,7 +160,7 @@ def apply_entries(
                     MASKTOOL_HAVE=have,
                     MASKTOOL_WAS=(was or {}).get(unit, u.state.value),
                     MASKTOOL_STEPS=",".join(steps),
-                    **({"MASKTOOL_DISPLACED": displaced[unit]} if unit in displaced else {}),
+                    **displaced.get(unit, {}),
                     **extra,
                 )
             )

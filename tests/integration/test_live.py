@@ -168,6 +168,22 @@ def test_conflict_with_force_is_displaced_then_masked(host: Host) -> None:
     assert host.show("t7-local.service")["LoadState"] == "masked"
 
 
+def test_a_hard_linked_file_displaced_is_said_so_in_the_journal(host: Host) -> None:
+    """Found by a hostile review: the note reached apply's output only."""
+    host.sb.write("/etc/systemd/system/t7h-local.service", "[Service]\nExecStart=/bin/true\n")
+    os.link(host.etc("t7h-local.service"), host.sb.path("/etc/t7h-kept.service"))
+    host.systemctl("daemon-reload")
+    p = host.policy("t7h", "version: 1\nmask:\n  - unit: t7h-local.service\n    force: true\n")
+    try:
+        rc, doc = host.json("apply", "--policy", p)
+        assert rc == 0, doc
+        entry = host.journal("MASKTOOL_UNIT=t7h-local.service", "MASKTOOL_ACTION=mask")[-1]
+        assert "it had 1 other hard link" in entry["MASKTOOL_DISPLACED_NOTE"], entry
+    finally:
+        host.systemctl("unmask", "t7h-local.service")
+        host.sb.path("/etc/t7h-kept.service").unlink()
+
+
 def test_noop_apply_touches_nothing(host: Host) -> None:
     host.vendor_unit("t8-a.service")
     p = host.policy("t8", "version: 1\nmask:\n  - t8-a.service\n  - t8-b.service\n")

@@ -28,6 +28,7 @@ class Change:
     path: str = ""  # the file written or removed, when there is one
     displaced: str = ""  # where a displaced file's copy is
     effect: Effect = ""
+    note: str = ""  # what the move could not keep (an owner, extended attributes, hard links)
 
 
 @dataclass
@@ -42,7 +43,7 @@ class ApplyResult:
 
 def displace_change(unit: str, src: str, copy: str, note: str) -> Change:
     detail = f"{src} -> {copy}" + (f" ({note})" if note else "")
-    return Change(unit, "displace", detail, src, displaced=copy, effect="deleted")
+    return Change(unit, "displace", detail, src, displaced=copy, effect="deleted", note=note)
 
 
 def remove_masks(tree: Tree, u: UnitPlan, res: ApplyResult) -> None:
