@@ -9,7 +9,6 @@ root: any local user can send an entry carrying MASKTOOL_* fields.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import socket
@@ -270,7 +269,7 @@ class ExemptRow:
 @dataclass(frozen=True)
 class PolicyFile:
     path: str
-    sha256: str  # "" when it cannot be read now
+    sha256: str  # of the text the rules were read from
 
 
 @dataclass(frozen=True)
@@ -378,15 +377,9 @@ def summarize(rows: Iterable[RuleRow], events: Events) -> tuple[Summary, dict[st
     )
 
 
-def policy_files(paths: Iterable[str]) -> tuple[PolicyFile, ...]:
-    out = []
-    for path in paths:
-        try:
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        except OSError:
-            digest = ""
-        out.append(PolicyFile(path, digest))
-    return tuple(out)
+def policy_files(policy: Policy) -> tuple[PolicyFile, ...]:
+    """Each file with the SHA-256 of the text its rules were read from."""
+    return tuple(PolicyFile(p, d) for p, d in zip(policy.files, policy.digests, strict=True))
 
 
 def _first_line(path: str) -> str:
@@ -435,7 +428,7 @@ def gather(
         version=__version__,
         mode=policy.mode,
         daemon=daemon,
-        files=policy_files(policy.files),
+        files=policy_files(policy),
         summary=summary,
         rules=rows,
         exemptions=exempt_rows(policy.exemptions, policy.all_rules),

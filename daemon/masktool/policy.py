@@ -13,6 +13,7 @@ MAX_INCLUDE_DEPTH deep.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -94,6 +95,9 @@ class Policy:
     all_rules: tuple[Rule, ...] = ()
     exemptions: tuple[Exemption, ...] = ()
     files: tuple[str, ...] = ()
+    # SHA-256 of each file's text as it was parsed, beside `files`: what an auditor's report
+    # states, taken from the very bytes the rules came from (not a second read).
+    digests: tuple[str, ...] = field(default=(), compare=False)
 
     def rule_for(self, unit: str) -> Rule | None:
         for r in self.rules:
@@ -236,10 +240,11 @@ class _Reader:
 class _FileContent:
     """What one policy file says."""
 
-    __slots__ = ("exemptions", "includes", "mode", "path", "rules")
+    __slots__ = ("digest", "exemptions", "includes", "mode", "path", "rules")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, text: str = "") -> None:
         self.path = path
+        self.digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
         self.mode: tuple[Mode, Location] | None = None
         self.includes: list[tuple[str, Location]] = []
         self.rules: list[Rule] = []
@@ -305,7 +310,7 @@ def parse_text(
     keys = r.mapping(root, "the policy", TOP_KEYS)
     if keys is None:
         return None
-    content = _FileContent(path)
+    content = _FileContent(path, text)
     if "version" not in keys:
         r.error(root, "missing 'version: 1' at the top of the policy")
     else:
@@ -998,4 +1003,5 @@ def merge(contents: Sequence[_FileContent]) -> Policy:
         all_rules=tuple(all_rules),
         exemptions=tuple(exemptions),
         files=tuple(c.path for c in contents),
+        digests=tuple(c.digest for c in contents),
     )

@@ -3,13 +3,16 @@ a page that shows hostile text as text."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
 from masktool import evidence
 from masktool.evidence import Event, Events, Host, ReportData, RuleRow, Summary
+from masktool.policy import load_policy
 
 NOW = datetime(2026, 11, 26, 12, 30, 0, tzinfo=UTC)
 
@@ -184,3 +187,16 @@ def test_a_long_journal_lists_every_error_and_counts_every_entry() -> None:
 def test_entries_of_root_runs_are_about_another_tree_and_left_out() -> None:
     got = evidence.collect([_entry("mask", 1, MASKTOOL_ROOT="/srv/img"), _entry("mask", 2)])
     assert [e.unit for e in got.items] == ["u2.service"] and got.total == 1
+
+
+def test_a_files_digest_is_of_the_text_its_rules_came_from(tmp_path: Path) -> None:
+    """Found by a hostile review: hashed at render time, an edit in between paired the old
+    rules with the new file's hash."""
+    path = tmp_path / "p.yaml"
+    text = "version: 1\nmask:\n  - a.service\n"
+    path.write_text(text)
+    path.chmod(0o644)
+    policy = load_policy([str(path)])
+    path.write_text(text + "  - b.service\n")
+    files = evidence.policy_files(policy)
+    assert files == (evidence.PolicyFile(str(path), hashlib.sha256(text.encode()).hexdigest()),)
