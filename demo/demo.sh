@@ -97,6 +97,10 @@ run masktool apply --root /srv/rescue
 step "masktool check: compliant, exit 0"
 run masktool check
 
+step "The auditor's evidence: one self-contained HTML page (rules, state, journal since WHEN)"
+run masktool report --since -1h -o /root/masktool-report.html
+run sh -c "grep -o '<span id=\"verdict\"[^>]*>[^<]*' /root/masktool-report.html | sed 's/.*>//'"
+
 step "Undo: masktool release removes exactly the masks masktool wrote (never an admin's)"
 echo "# refused while the daemon enforces them:"
 run masktool release demo-telnetd.service
