@@ -379,7 +379,12 @@ def summarize(rows: Iterable[RuleRow], events: Events) -> tuple[Summary, dict[st
 
 def policy_files(policy: Policy) -> tuple[PolicyFile, ...]:
     """Each file with the SHA-256 of the text its rules were read from."""
-    return tuple(PolicyFile(p, d) for p, d in zip(policy.files, policy.digests, strict=True))
+    import hashlib
+
+    return tuple(
+        PolicyFile(path, hashlib.sha256(text.encode()).hexdigest())
+        for path, text in zip(policy.files, policy.texts, strict=True)
+    )
 
 
 def _first_line(path: str) -> str:

@@ -13,7 +13,6 @@ MAX_INCLUDE_DEPTH deep.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -95,9 +94,10 @@ class Policy:
     all_rules: tuple[Rule, ...] = ()
     exemptions: tuple[Exemption, ...] = ()
     files: tuple[str, ...] = ()
-    # SHA-256 of each file's text as it was parsed, beside `files`: what an auditor's report
-    # states, taken from the very bytes the rules came from (not a second read).
-    digests: tuple[str, ...] = field(default=(), compare=False)
+    # Each file's text as it was parsed, beside `files`: an auditor's report hashes the very
+    # text the rules came from, not a second read. Kept as text, not hashed here: hashlib
+    # loads OpenSSL, megabytes the daemon would carry for a report it never writes.
+    texts: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def rule_for(self, unit: str) -> Rule | None:
         for r in self.rules:
@@ -240,11 +240,11 @@ class _Reader:
 class _FileContent:
     """What one policy file says."""
 
-    __slots__ = ("digest", "exemptions", "includes", "mode", "path", "rules")
+    __slots__ = ("exemptions", "includes", "mode", "path", "rules", "text")
 
     def __init__(self, path: str, text: str = "") -> None:
         self.path = path
-        self.digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+        self.text = text
         self.mode: tuple[Mode, Location] | None = None
         self.includes: list[tuple[str, Location]] = []
         self.rules: list[Rule] = []
@@ -1003,5 +1003,5 @@ def merge(contents: Sequence[_FileContent]) -> Policy:
         all_rules=tuple(all_rules),
         exemptions=tuple(exemptions),
         files=tuple(c.path for c in contents),
-        digests=tuple(c.digest for c in contents),
+        texts=tuple(c.text for c in contents),
     )
