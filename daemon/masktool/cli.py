@@ -683,7 +683,9 @@ def _dispatch(
         if args.metrics is not None:
             from masktool.metrics import render, samples, write_atomic
 
-            text = render(samples(p.units), policy_ok=True, last_reconcile=time.time())
+            text = render(
+                samples(p.units), policy_ok=True, last_reconcile=time.time(), mode=policy.mode
+            )
             try:
                 write_atomic(args.metrics, text)
             except OSError as e:

@@ -618,6 +618,7 @@ class Daemon:
             # The files are not the policy in force: changed since, or rejected at a reload.
             policy_pending=bool(self._unapplied)
             or (self.policy is not None and not self._policy_ok),
+            mode=self.policy.mode if self.policy is not None else None,
             totals=Totals(
                 self.stats.fixed, self.stats.refused, self.stats.reloads, self.stats.errors
             ),

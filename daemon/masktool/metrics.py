@@ -69,6 +69,7 @@ def render(
     totals: Totals | None = None,
     policy_source: str | None = None,
     policy_pending: bool | None = None,
+    mode: str | None = None,
 ) -> str:
     """`policy_source` (the daemon's): "files" when the policy in force is the one read from
     the files, "saved" when it is the last good copy kept on disk because they were rejected
@@ -127,6 +128,13 @@ def render(
             "1 when the policy files differ from the policy in force (saved, not yet applied "
             "by `systemctl reload masktool`)",
             [("", int(policy_pending))],
+        )
+    if mode is not None:
+        metric(
+            "masktool_mode",
+            "gauge",
+            "1 for the policy's mode: enforce (drift is put back) or audit (reported only)",
+            [(f'{{mode="{k}"}}', int(k == mode)) for k in ("enforce", "audit")],
         )
     metric(
         "masktool_last_reconcile_timestamp_seconds",

@@ -40,6 +40,14 @@ def test_render_parses_and_counts() -> None:
     assert fam["masktool_drift_fixed"] == [({}, 7.0)]
 
 
+def test_the_mode_is_exported_so_alerts_tell_audit_from_failure() -> None:
+    fam = _families(render([], policy_ok=True, last_reconcile=0.0, mode="audit"))
+    assert sorted(fam["masktool_mode"], key=lambda s: s[0]["mode"]) == [
+        ({"mode": "audit"}, 1.0),
+        ({"mode": "enforce"}, 0.0),
+    ]
+
+
 def test_without_totals_no_counters() -> None:
     text = render([], policy_ok=False, last_reconcile=0.0)
     fam = _families(text)
