@@ -59,6 +59,11 @@ def test_install_runs_hardened_daemon_and_enforces_a_dropped_in_policy(sb: Sandb
     assert sb.path("/usr/share/masktool/policies/policy.schema.json").is_file()
     assert sb.path("/usr/share/man/man8/masktool.8.gz").is_file()
     assert sb.path("/usr/share/man/man5/masktool-policy.5.gz").is_file()
+    assert sb.path("/usr/share/masktool/prometheus/masktool.rules.yml").is_file()
+    # The report's template is in the package, and python3-jinja2 is what renders it.
+    rep = sb.run(["masktool", "report", "-o", "/root/report.html"], check=False)
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    assert "<title>masktool report: " in sb.path("/root/report.html").read_text()
     assert (
         "policy.yaml"
         in sb.run(["dpkg-query", "--showformat=${Conffiles}", "-W", "masktool"]).stdout
