@@ -31,7 +31,7 @@ SSG_FILES := $(SSG)/ssg-rhel9-ds.xml $(SSG)/ssg-fedora-ds.xml $(SSG)/ssg-ubuntu2
 # what they need that this machine lacks), installed only inside the proof's sandboxes. Not
 # nfs-kernel-server: its nfs-common runs rpc-statd, which requires rpcbind.socket, and masktool
 # rightly refuses to mask a unit a running unit requires (the bundles' comments say so).
-UNIT_PACKAGES := autofs cups-daemon rpcbind vsftpd snmpd bluez dovecot-core bind9 squid
+UNIT_PACKAGES := avahi-daemon autofs cups-daemon rpcbind vsftpd snmpd bluez dovecot-core bind9 squid
 UNIT_DEBS := $(TOOLS)/debs
 
 .PHONY: all deps system-deps packaging-deps test-deps tools venv lint typecheck unit integration test demo bench fuzz deb srpm clean

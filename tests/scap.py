@@ -61,6 +61,7 @@ class Datastream:
     product: str
     rules: dict[str, str]  # short rule id -> OVAL definition id
     oval: ET.Element  # the oval_definitions component
+    profiles: dict[str, set[str]] = field(default_factory=dict)  # short ids: rules selected
     by_id: dict[str, ET.Element] = field(default_factory=dict)
     section_of: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +83,13 @@ def datastream(product: str) -> Datastream:
         key=lambda e: sum(1 for _ in e.iter(f"{{{OVAL}}}definition")),
     )
     ds = Datastream(product, rules, oval)
+    for profile in root.iter(f"{{{XCCDF}}}Profile"):
+        name = (profile.get("id") or "").removeprefix("xccdf_org.ssgproject.content_profile_")
+        ds.profiles[name] = {
+            (s.get("idref") or "").removeprefix(REF_PREFIX)
+            for s in profile.iter(f"{{{XCCDF}}}select")
+            if s.get("selected") == "true"
+        }
     for section in oval:
         for el in section:
             if el.get("id"):
@@ -183,6 +191,13 @@ class Verdict:
     result: str  # true | false | error | ...
     seen: tuple[str, ...]  # the items the systemd tests were decided on (unit:property=value)
     vacuous: bool  # a systemd test true on no unit at all
+
+    def saw_masked(self, unit: str) -> bool:
+        """Whether the check's verdict rests on this very unit being masked (a check whose
+        tests saw only some of its units says nothing of the others)."""
+        return f"{unit}:LoadState=masked" in self.seen or any(
+            s.startswith("/") and s.endswith(f"/{unit} -> /dev/null") for s in self.seen
+        )
 
 
 def results(xml_text: str, checks: list[Check]) -> dict[str, Verdict]:
