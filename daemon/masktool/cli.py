@@ -479,9 +479,11 @@ def _report(args: argparse.Namespace, policy: Policy, systemd: Systemd) -> int:
         raise UsageError(str(e)) from e
     if args.output == "-":
         args.output = None  # standard output, as the convention goes
+    if args.output == "":
+        raise UsageError("-o '': give a file name, or - for standard output")
     if args.output is not None:
         # Checked before anything is read: a mistyped name should cost nothing.
-        _check_output_path(args.output)
+        _check_replaceable(args.output, f"-o {shown(args.output)}")
     p = _observe_plan(policy, None, systemd, index=DependencyIndex("/"), deps_of_masked=False)
     data = evidence.gather(
         policy,
@@ -545,19 +547,20 @@ def _daemon_words(daemon: dict[str, Any] | None) -> str:
     )
 
 
-def _check_output_path(path: str) -> None:
-    if not path:
-        raise UsageError("-o '': give a file name, or - for standard output")
+def _check_replaceable(path: str, what: str) -> None:
+    """Refuse, before any work, a file masktool would write by renaming a new one over it
+    (metrics.write_atomic): its directory must exist, and what is there must be a regular
+    file; renaming over a FIFO, a link or a device would replace it, not write to it."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise UsageError(f"{what}: {shown(str(parent))} is not a directory")
     try:
-        st = os.stat(path, follow_symlinks=False)
+        st = os.lstat(path)
     except FileNotFoundError:
-        parent = Path(path).parent
-        if not parent.is_dir():
-            raise UsageError(f"-o {shown(path)}: {shown(str(parent))} is not a directory") from None
         return
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(
-            f"-o {shown(path)}: not a regular file; masktool replaces no other kind of file"
+            f"{what}: it exists and is not a regular file; masktool replaces no other kind of file"
         )
 
 
@@ -618,19 +621,7 @@ def _check_metrics_path(path: str) -> None:
             f"--metrics {shown(path)!r}: the name must end in .prom (node_exporter reads only "
             "those, and masktool replaces no other file)"
         )
-    parent = str(Path(path).parent)
-    if not Path(parent).is_dir():
-        raise UsageError(
-            f"cannot write metrics to {shown(path)}: {shown(parent)} is not a directory"
-        )
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(
-            f"cannot write metrics to {shown(path)}: it exists and is not a regular file"
-        )
+    _check_replaceable(path, f"cannot write metrics to {shown(path)}")
 
 
 def _observe_plan(
@@ -655,6 +646,9 @@ def _dispatch(
     if args.command == "report":
         assert systemd is not None
         return _report(args, policy, systemd)
+    if args.command == "check" and args.metrics is not None and systemd is not None:
+        # Before the host is observed: a refused --metrics should cost nothing.
+        _refuse_beside_the_daemon(args.metrics, systemd)
     index = DependencyIndex(root or "/")
     # check and plan show every unit's dependents; apply weighs them only where it may mask.
     show_all = args.command != "apply"
@@ -677,8 +671,6 @@ def _dispatch(
                         f"{daemon['loaded_at']}; the policy files differ from it (changed, or "
                         "rejected at the last reload). `systemctl reload masktool` applies them"
                     )
-        if args.metrics is not None and systemd is not None:
-            _refuse_beside_the_daemon(args.metrics, systemd)
         _emit(args, doc, text)
         if args.metrics is not None:
             from masktool.metrics import render, samples, write_atomic

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,6 @@ EVENT_KINDS = (
     "stop",
     "release",
 )
-DEFAULT_SINCE = "-30d"
 # A page an auditor can print: at most this many routine entries (masks made, policy loads) are
 # listed. What went wrong (errors, refusals, rejections, flaps) is always listed, and the
 # counts and latencies always cover every entry.
@@ -148,20 +147,15 @@ def _journal_problem() -> str:
         return ""
     import grp
 
-    names = {grp.getgrgid(g).gr_name for g in os.getgroups() if _group_exists(g)}
-    if names & {"systemd-journal", "adm", "wheel"}:
+    readers = set()
+    for name in ("systemd-journal", "adm", "wheel"):
+        try:
+            readers.add(grp.getgrnam(name).gr_gid)
+        except KeyError:
+            continue  # no such group on this system
+    if readers & set(os.getgroups()):
         return ""
     return "the system journal is readable by root and groups systemd-journal and adm only"
-
-
-def _group_exists(gid: int) -> bool:
-    import grp
-
-    try:
-        grp.getgrgid(gid)
-    except KeyError:
-        return False
-    return True
 
 
 def read_events(since: datetime, until: datetime | None = None) -> Events:
@@ -313,7 +307,6 @@ class ReportData:
     rules: tuple[RuleRow, ...]
     exemptions: tuple[ExemptRow, ...]
     events: Events
-    counts: dict[str, int] = field(default_factory=dict)  # journal entries by kind
 
 
 def _result(u: UnitPlan) -> str:
@@ -355,25 +348,22 @@ def exempt_rows(
     return tuple(rows)
 
 
-def summarize(rows: Iterable[RuleRow], events: Events) -> tuple[Summary, dict[str, int]]:
+def summarize(rows: Iterable[RuleRow], events: Events) -> Summary:
     """The page's summary, from every rule and every journal entry (listed or not)."""
     rows = list(rows)
     counts = dict(events.counts)
     latencies = events.latencies_ms
     median = latencies[len(latencies) // 2] if latencies else None
-    return (
-        Summary(
-            units=len(rows),
-            compliant=sum(r.result == "compliant" for r in rows),
-            drift=sum(r.result == "drift" for r in rows),
-            refused=sum(r.result == "refused" for r in rows),
-            restores=counts.get("restore", 0),
-            refusals_journaled=counts.get("refuse", 0),
-            errors=counts.get("error", 0) + counts.get("policy-rejected", 0),
-            latency_median_ms=median,
-            latency_max_ms=latencies[-1] if latencies else None,
-        ),
-        counts,
+    return Summary(
+        units=len(rows),
+        compliant=sum(r.result == "compliant" for r in rows),
+        drift=sum(r.result == "drift" for r in rows),
+        refused=sum(r.result == "refused" for r in rows),
+        restores=counts.get("restore", 0),
+        refusals_journaled=counts.get("refuse", 0),
+        errors=counts.get("error", 0) + counts.get("policy-rejected", 0),
+        latency_median_ms=median,
+        latency_max_ms=latencies[-1] if latencies else None,
     )
 
 
@@ -425,7 +415,7 @@ def gather(
     daemon: str,
 ) -> ReportData:
     rows = rule_rows(p)
-    summary, counts = summarize(rows, events)
+    summary = summarize(rows, events)
     return ReportData(
         host=host,
         generated=generated,
@@ -438,7 +428,6 @@ def gather(
         rules=rows,
         exemptions=exempt_rows(policy.exemptions, policy.all_rules),
         events=events,
-        counts=counts,
     )
 
 

@@ -103,7 +103,7 @@ def _data(unit: str, reason: str, message: str) -> ReportData:
         trigger_of="",
     )
     events = Events.of([Event(NOW, "restore", unit, message, "unmasked", 2.5)])
-    summary, counts = evidence.summarize([row], events)
+    summary = evidence.summarize([row], events)
     return ReportData(
         host=Host("web<01>", "Debian", "Linux", "m", "b"),
         generated=NOW,
@@ -116,7 +116,6 @@ def _data(unit: str, reason: str, message: str) -> ReportData:
         rules=(row,),
         exemptions=(),
         events=events,
-        counts=counts,
     )
 
 
@@ -151,7 +150,8 @@ def test_the_summary_counts_and_latencies() -> None:
         Event(NOW, kind, "a", "", latency_ms=lat)
         for kind, lat in [("restore", 3.0), ("restore", 1.0), ("restore", 9.0), ("error", None)]
     )
-    s, counts = evidence.summarize(rows, events)
+    s = evidence.summarize(rows, events)
+    counts = dict(events.counts)
     assert s == Summary(4, 2, 1, 1, 3, 0, 1, 3.0, 9.0)
     assert s.verdict == "not compliant"
     assert counts == {"restore": 3, "error": 1}
@@ -178,8 +178,8 @@ def test_a_long_journal_lists_every_error_and_counts_every_entry() -> None:
     assert got.total == n + 2
     assert len(got.items) == evidence.MAX_EVENTS + 1
     assert got.items[-1].kind == "error"
-    summary, counts = evidence.summarize([], got)
-    assert counts == {"restore": n + 1, "error": 1}
+    summary = evidence.summarize([], got)
+    assert dict(got.counts) == {"restore": n + 1, "error": 1}
     assert summary.errors == 1 and summary.restores == n + 1
     assert summary.latency_max_ms == 90000.0
 
